@@ -1,0 +1,56 @@
+// Command imans measures containers: an OCI hook, a runtime wrapper and
+// the tools to read measurement lists, policies, TPMs and reports.
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+// run dispatches on the program's name: installed as imans-runtime, the
+// binary is a drop-in for runc or crun; otherwise it is the imans tool.
+func run(args []string) int {
+	if filepath.Base(args[0]) == "imans-runtime" {
+		return runtimeMain(args)
+	}
+
+	app := &cli.App{
+		Name:                 "imans",
+		Usage:                "per-container integrity measurement for OCI runtimes",
+		HideHelpCommand:      true,
+		EnableBashCompletion: false,
+		ExitErrHandler:       func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			hookCommand(),
+			runtimeCommand(),
+			logCommand(),
+			policyCommand(),
+			tpmCommand(),
+			reportCommand(),
+			expectCommand(),
+			installCommand(),
+			collectorCommand(),
+		},
+	}
+	if err := app.Run(args); err != nil {
+		fmt.Fprintln(os.Stderr, "imans:", err)
+		return exitCode(err)
+	}
+	return 0
+}
+
+// exitCode maps an error to the process's exit status: a cli.ExitCoder
+// carries its own, anything else is 1.
+func exitCode(err error) int {
+	if ec, ok := err.(cli.ExitCoder); ok {
+		return ec.ExitCode()
+	}
+	return 1
+}
