@@ -37,6 +37,7 @@ func run(args []string) int {
 			expectCommand(),
 			installCommand(),
 			collectorCommand(),
+			imaNamespaceCommand(),
 		},
 	}
 	if err := app.Run(args); err != nil {
