@@ -1,0 +1,370 @@
+package tpm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-tpm/tpm2"
+)
+
+// Names of the files StartSwtpm keeps in an instance's folder. The control
+// socket is the server socket's name plus ".ctrl", the layout tpm2-tools'
+// swtpm TCTI expects, so TPM2TOOLS_TCTI=swtpm:path=DIR/swtpm.sock works.
+const (
+	SwtpmSocket  = "swtpm.sock"
+	SwtpmControl = "swtpm.sock.ctrl"
+	SwtpmPidFile = "swtpm.pid"
+	SwtpmLog     = "swtpm.log"
+)
+
+// stopGrace is how long Stop waits after SIGTERM before SIGKILL, and again
+// after SIGKILL before giving up.
+const stopGrace = 2 * time.Second
+
+// maxSocketPath is the longest unix socket path Linux accepts.
+const maxSocketPath = 107
+
+// Swtpm is a running swtpm instance serving a TPM 2.0 with its state in
+// Dir. Addr is the address to give Open. Pid is the process's id.
+type Swtpm struct {
+	Dir  string
+	Addr string
+	Pid  int
+
+	cmd  *exec.Cmd     // nil when not started by this process
+	done chan struct{} // closed when cmd has been waited for
+}
+
+// StartSwtpm starts a swtpm for the TPM state in dir (created if missing;
+// an existing state is reused) and waits until it answers a command,
+// within ctx's deadline (DefaultTimeout if ctx has none).
+//
+// The process is detached: its own session, /dev/null as stdin, stdout and
+// stderr, no inherited descriptors, so it outlives the caller and holds
+// none of the caller's pipes open. Its pid goes into dir/swtpm.pid for
+// StopSwtpmDir; its log into dir/swtpm.log. A stale pid file and sockets
+// left by a crashed instance are removed; a live instance for dir gives
+// ErrSwtpmRunning. The TPM is powered on and started up
+// (TPM2_Startup(CLEAR)) by swtpm itself.
+func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		return nil, fmt.Errorf("start swtpm in %s: %w: %w", dir, ErrSwtpmMissing, err)
+	}
+	dir, err = filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+	sock := filepath.Join(dir, SwtpmSocket)
+	if len(sock)+len(".ctrl") > maxSocketPath {
+		return nil, fmt.Errorf("start swtpm: socket path %s too long for a unix socket", sock)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("start swtpm: %w", err)
+	}
+
+	if err := cleanStale(dir); err != nil {
+		return nil, err
+	}
+
+	cmd := exec.Command(bin, "socket", "--tpm2",
+		"--server", "type=unixio,path="+sock,
+		"--ctrl", "type=unixio,path="+filepath.Join(dir, SwtpmControl),
+		"--tpmstate", "dir="+dir,
+		"--log", "file="+filepath.Join(dir, SwtpmLog)+",level=1,truncate",
+		"--flags", "not-need-init,startup-clear",
+	)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	closeOnExec()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start swtpm in %s: %w: %w", dir, ErrSwtpmStart, err)
+	}
+	s := &Swtpm{Dir: dir, Addr: "unix:" + sock, Pid: cmd.Process.Pid, cmd: cmd,
+		done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		close(s.done)
+	}()
+
+	if err := writePid(dir, s.Pid); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	if err := s.waitReady(ctx); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// closeOnExec marks every descriptor above stderr close-on-exec, so that
+// swtpm inherits none of them: Go opens its own that way, but a process
+// may have inherited others (a hook's from its runtime).
+func closeOnExec() {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err == nil && fd > 2 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
+// waitReady polls the server socket until the TPM answers a command.
+func (s *Swtpm) waitReady(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
+	deadline, _ := ctx.Deadline()
+
+	pause := 200 * time.Microsecond
+	for {
+		select {
+		case <-s.done:
+			return fmt.Errorf("swtpm in %s: %w: it exited (%s)%s",
+				s.Dir, ErrSwtpmStart, s.cmd.ProcessState, logTail(s.Dir))
+		default:
+		}
+
+		err := s.probe(time.Until(deadline))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, ErrNoDevice) {
+			return fmt.Errorf("swtpm in %s: %w: %w", s.Dir, ErrSwtpmStart, err)
+		}
+
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("swtpm in %s: %w: no answer before the deadline: %w%s",
+				s.Dir, ErrSwtpmStart, ctx.Err(), logTail(s.Dir))
+		case <-s.done:
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 5*time.Millisecond)
+	}
+}
+
+// probe sends one cheap command within d.
+func (s *Swtpm) probe(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: deadline passed", ErrTimeout)
+	}
+	t, err := Open(s.Addr)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+
+	t.SetTimeout(d)
+	_, err = tpm2.GetCapability{
+		Capability:    tpm2.TPMCapTPMProperties,
+		Property:      uint32(tpm2.TPMPTManufacturer),
+		PropertyCount: 1,
+	}.Execute(t.ch.with(0))
+	return err
+}
+
+// Stop stops the instance: SIGTERM, then SIGKILL if it has not exited
+// within a grace period. It removes the sockets and the pid file and keeps
+// the TPM state. Stopping a stopped instance returns nil.
+func (s *Swtpm) Stop() error {
+	if s.cmd == nil {
+		return StopSwtpmDir(s.Dir)
+	}
+
+	gone := func() bool {
+		select {
+		case <-s.done:
+			return true
+		default:
+			return false
+		}
+	}
+	if !gone() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(stopGrace):
+			_ = s.cmd.Process.Kill()
+			select {
+			case <-s.done:
+			case <-time.After(stopGrace):
+				return fmt.Errorf("stop swtpm %d in %s: still running after SIGKILL",
+					s.Pid, s.Dir)
+			}
+		}
+	}
+	return removeRuntimeFiles(s.Dir)
+}
+
+// StopSwtpmDir stops the swtpm serving dir from any process, found by the
+// pid file StartSwtpm wrote, and removes its sockets and pid file. The pid
+// is trusted only if that process is a swtpm whose command line names
+// dir's socket, so a pid reused by another program is never signalled.
+// Nothing running (no pid file, dead pid) is not an error.
+func StopSwtpmDir(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("stop swtpm: %w", err)
+	}
+
+	pid, err := livePid(dir)
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
+		if err := killAndWait(pid); err != nil {
+			return fmt.Errorf("stop swtpm %d in %s: %w", pid, dir, err)
+		}
+	}
+	return removeRuntimeFiles(dir)
+}
+
+// killAndWait sends SIGTERM, then SIGKILL, and waits for the process to
+// be gone or a zombie (its parent, not us, reaps it).
+func killAndWait(pid int) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		if errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		return err
+	}
+	if waitGone(pid, stopGrace) {
+		return nil
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		return err
+	}
+	if waitGone(pid, stopGrace) {
+		return nil
+	}
+	return errors.New("still running after SIGKILL")
+}
+
+// waitGone polls until pid has exited or d has passed.
+func waitGone(pid int, d time.Duration) bool {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) {
+		if !alive(pid) {
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return !alive(pid)
+}
+
+// alive reports whether pid runs and is not a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	state := b[i+2]
+	return state != 'Z' && state != 'X'
+}
+
+// livePid returns the pid in dir's pid file if that process is a live
+// swtpm serving dir, else 0.
+func livePid(dir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dir, SwtpmPidFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read swtpm pid file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, nil
+	}
+	if !alive(pid) {
+		return 0, nil
+	}
+
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	if err != nil {
+		return 0, nil
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	if len(args) == 0 || filepath.Base(args[0]) != "swtpm" {
+		return 0, nil
+	}
+	want := "path=" + filepath.Join(dir, SwtpmSocket)
+	for _, a := range args {
+		if strings.Contains(a, want) {
+			return pid, nil
+		}
+	}
+	return 0, nil
+}
+
+// cleanStale refuses a folder a live swtpm serves and removes what a dead
+// one left behind.
+func cleanStale(dir string) error {
+	pid, err := livePid(dir)
+	if err != nil {
+		return err
+	}
+	if pid != 0 {
+		return fmt.Errorf("start swtpm in %s: %w (pid %d)", dir, ErrSwtpmRunning, pid)
+	}
+	return removeRuntimeFiles(dir)
+}
+
+// removeRuntimeFiles removes the sockets and the pid file of dir.
+func removeRuntimeFiles(dir string) error {
+	for _, name := range []string{SwtpmSocket, SwtpmControl, SwtpmPidFile} {
+		err := os.Remove(filepath.Join(dir, name))
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("clean up swtpm files: %w", err)
+		}
+	}
+	return nil
+}
+
+// writePid writes the pid file atomically.
+func writePid(dir string, pid int) error {
+	tmp := filepath.Join(dir, SwtpmPidFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write swtpm pid file: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, SwtpmPidFile)); err != nil {
+		return fmt.Errorf("write swtpm pid file: %w", err)
+	}
+	return nil
+}
+
+// logTail returns the last lines of the instance's log, for an error
+// message, or "".
+func logTail(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, SwtpmLog))
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return ""
+	}
+	b = bytes.TrimSpace(b)
+	if len(b) > 400 {
+		b = b[len(b)-400:]
+	}
+	return "; swtpm log: " + strings.ReplaceAll(string(b), "\n", " | ")
+}
