@@ -1,0 +1,93 @@
+package report
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Measured is one entry of a measurement list as the comparison needs it.
+type Measured struct {
+	// Index is the entry's position in the list, 0-based.
+	Index int
+	// Path is the file name recorded in the entry.
+	Path string
+	// Digest is the file digest as "algo:lowercase-hex".
+	Digest string
+	// Violation marks an entry the kernel (or collector) could not measure.
+	Violation bool
+}
+
+// Compare checks a measurement list and PCR 10 against expectations and
+// returns the findings: a file measured with a digest not allowed for its
+// path is a changed file; a file with no expectation is an unexpected file
+// unless an exclude matches its path; a violation is a finding unless
+// excluded; each bank whose expected PCR 10 differs from pcr10 is a PCR
+// mismatch. Digests and PCR values compare case-insensitively.
+func Compare(list []Measured, exp Expectations, pcr10 map[string]string) ([]Finding, error) {
+	excludes := make([]*regexp.Regexp, 0, len(exp.Excludes))
+	for i, ex := range exp.Excludes {
+		re, err := regexp.Compile(ex)
+		if err != nil {
+			return nil, fmt.Errorf("expectations: exclude %d %q: %w", i, ex, err)
+		}
+		excludes = append(excludes, re)
+	}
+	excluded := func(path string) bool {
+		for _, re := range excludes {
+			if re.MatchString(path) {
+				return true
+			}
+		}
+		return false
+	}
+
+	findings := []Finding{}
+	for _, m := range list {
+		if excluded(m.Path) {
+			continue
+		}
+		if m.Violation {
+			findings = append(findings, Finding{Kind: Violation, Index: m.Index, Path: m.Path})
+			continue
+		}
+		allowed, known := exp.Digests[m.Path]
+		switch {
+		case !known:
+			findings = append(findings, Finding{
+				Kind: UnexpectedFile, Index: m.Index, Path: m.Path, Digest: m.Digest,
+			})
+		case !containsFold(allowed, m.Digest):
+			findings = append(findings, Finding{
+				Kind: ChangedFile, Index: m.Index, Path: m.Path, Digest: m.Digest,
+				Expected: allowed,
+			})
+		}
+	}
+
+	banks := make([]string, 0, len(exp.PCR10))
+	for bank := range exp.PCR10 {
+		banks = append(banks, bank)
+	}
+	sort.Strings(banks)
+	for _, bank := range banks {
+		want := strings.ToLower(exp.PCR10[bank])
+		got := strings.ToLower(pcr10[bank])
+		if want != got {
+			findings = append(findings, Finding{
+				Kind: PCRMismatch, Bank: bank, ExpectedPCR: want, ActualPCR: got,
+			})
+		}
+	}
+	return findings, nil
+}
+
+func containsFold(list []string, s string) bool {
+	for _, x := range list {
+		if strings.EqualFold(x, s) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,121 @@
+package report
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+)
+
+// maxReportSize bounds a report file read back.
+const maxReportSize = 64 << 20
+
+// ErrSchema is wrapped when a report has a schema this package cannot read.
+var ErrSchema = errors.New("unknown report schema")
+
+// WriteFile writes data to path atomically: a temporary file in the same
+// folder, written and fsynced, renamed over path, then the folder fsynced.
+// The folder is created 0700 if missing; the file is 0600. A reader sees
+// the old file or the whole new one, never a part.
+func WriteFile(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmpName := tmp.Name()
+	fail := func(err error) error {
+		tmp.Close()
+		os.Remove(tmpName)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	if _, err := tmp.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmpName)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+
+	if err := os.Rename(tmpName, path); err != nil {
+		os.Remove(tmpName)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("write %s: sync folder: %w", path, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("write %s: sync folder: %w", path, err)
+	}
+	return nil
+}
+
+// Write writes the report as indented JSON to path atomically (WriteFile).
+func (r *Report) Write(path string) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode report: %w", err)
+	}
+	return WriteFile(path, append(data, '\n'))
+}
+
+// Read reads a report file: the schema first, then the body of that
+// schema's version.
+func Read(path string) (*Report, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read report: %w", err)
+	}
+	defer f.Close()
+
+	data, err := io.ReadAll(io.LimitReader(f, maxReportSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read report %s: %w", path, err)
+	}
+	if len(data) > maxReportSize {
+		return nil, fmt.Errorf("read report %s: larger than 64 MiB", path)
+	}
+	r, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("read report %s: %w", path, err)
+	}
+	return r, nil
+}
+
+// Parse decodes a report, checking its schema before its body.
+func Parse(data []byte) (*Report, error) {
+	var head struct {
+		Schema string `json:"schema"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	if head.Schema != Schema {
+		return nil, fmt.Errorf("%w %q (this imans reads %q)", ErrSchema, head.Schema, Schema)
+	}
+
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("decode report: %w", err)
+	}
+	switch r.Verdict {
+	case Pass, Fail, Incomplete:
+	default:
+		return nil, fmt.Errorf("decode report: unknown verdict %q", r.Verdict)
+	}
+	return &r, nil
+}
