@@ -98,12 +98,42 @@ func (c *channel) send(cmd []byte, least time.Duration) ([]byte, error) {
 	}
 
 	d := max(c.timeout, least)
-	rsp, err := c.exchange(cmd, d)
-	if err != nil {
-		c.broken = c.classify(err, d)
-		return nil, c.broken
+	end := time.Now().Add(d)
+	pause := 100 * time.Microsecond
+	for {
+		rsp, err := c.exchange(cmd, time.Until(end))
+		if err != nil {
+			c.broken = c.classify(err, d)
+			return nil, c.broken
+		}
+		if !busy(rsp) || time.Now().Add(pause).After(end) {
+			return rsp, nil
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
 	}
-	return rsp, nil
+}
+
+// Response codes after which the same command is sent again: the TPM was
+// busy (RETRY), is testing the algorithm it needs (TESTING), or stopped
+// to let others run (YIELDED). libtpms gives RETRY to the first signing
+// command after a key's creation, while it tests the algorithm.
+const (
+	rcRetry   = 0x922
+	rcTesting = 0x90a
+	rcYielded = 0x908
+)
+
+// busy reports whether a response says to send the command again.
+func busy(rsp []byte) bool {
+	if len(rsp) < headerSize {
+		return false
+	}
+	switch binary.BigEndian.Uint32(rsp[6:10]) {
+	case rcRetry, rcTesting, rcYielded:
+		return true
+	}
+	return false
 }
 
 // exchange does the write and the read under a deadline. A device whose

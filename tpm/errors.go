@@ -72,6 +72,10 @@ var (
 	// ErrQuotePCRValue means a quoted PCR differs from an expected value.
 	ErrQuotePCRValue = errors.New("quoted pcr value differs from expected")
 
+	// ErrAKNotRestricted means a key offered as an attestation key is not
+	// a restricted signing key, so what it signs proves nothing.
+	ErrAKNotRestricted = errors.New("attestation key is not a restricted signing key")
+
 	// ErrQuoteFormat means a quote's bytes do not parse.
 	ErrQuoteFormat = errors.New("malformed quote")
 )
