@@ -1,0 +1,125 @@
+package imans_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imans-project/imans/internal/testenv"
+	"github.com/imans-project/imans/measure/imans"
+)
+
+// hasIMANamespaces says whether the test runs on a kernel with the series,
+// from the kernel's own securityfs: the tests below expect the answer of a
+// kernel without it and skip otherwise.
+func requireNoIMANamespaces(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat("/sys/kernel/security/ima/active"); err == nil {
+		t.Skip("this kernel may have IMA namespaces: the expectations below are for one without")
+	}
+}
+
+func TestProbeOnThisKernel(t *testing.T) {
+	testenv.Root(t)
+	requireNoIMANamespaces(t)
+
+	// A stock kernel refuses securityfs in a user namespace with EPERM,
+	// which the probe must name.
+	ok, reason := imans.Probe()
+	if ok || reason != imans.ReasonNoUserNamespaceMount {
+		t.Fatalf("Probe() = %v, %q; want false, %q", ok, reason,
+			imans.ReasonNoUserNamespaceMount)
+	}
+
+	// Cached per boot: the second answer is the same and costs no child.
+	start := time.Now()
+	ok2, reason2 := imans.Probe()
+	if ok2 != ok || reason2 != reason {
+		t.Errorf("second Probe() = %v, %q", ok2, reason2)
+	}
+	if d := time.Since(start); d > 50*time.Millisecond {
+		t.Errorf("cached Probe() took %s", d)
+	}
+}
+
+// userNamespaceChild starts a process in a new user namespace mapping
+// root to host uid and gid 100000, as a remapped container's init is.
+func userNamespaceChild(t *testing.T) int {
+	t.Helper()
+	cmd := exec.Command("/bin/sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting a process in a user namespace: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	})
+	return cmd.Process.Pid
+}
+
+func TestEnterOnThisKernelStopsAtMount(t *testing.T) {
+	testenv.Root(t)
+	requireNoIMANamespaces(t)
+	pid := userNamespaceChild(t)
+	var rec stepRecorder
+
+	ns, err := imans.Enter(context.Background(), pid, imans.EnterOptions{
+		Policy: testPolicy, StepLog: rec.log, Timeout: 10 * time.Second})
+
+	if err == nil {
+		ns.Close()
+		t.Fatal("Enter succeeded on a kernel without IMA namespaces")
+	}
+	var se *imans.StepError
+	if !errors.As(err, &se) || se.Step != "mount securityfs" || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("err = %v, want EPERM at mount securityfs", err)
+	}
+	if !strings.Contains(err.Error(), "it has no IMA namespaces") {
+		t.Errorf("message does not explain EPERM: %v", err)
+	}
+
+	// The helper really entered the namespace (the constructor's setns
+	// and unshare worked) and made its mounts private before failing.
+	want := []string{
+		"enter the container's user namespace and a new mount namespace => ok: " +
+			"uid_map 0 100000 65536",
+		"make the helper's mounts private => ok",
+		"mount securityfs => error: operation not permitted",
+	}
+	if got := strings.Join(rec.lines, "\n"); got != strings.Join(want, "\n") {
+		t.Errorf("step log:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+func TestEnterRefusesSharedUserNamespace(t *testing.T) {
+	testenv.Root(t)
+	cmd := exec.Command("/bin/sleep", "60")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+
+	_, err := imans.Enter(context.Background(), cmd.Process.Pid,
+		imans.EnterOptions{Policy: testPolicy})
+	if !errors.Is(err, imans.ErrNoUserNamespace) {
+		t.Fatalf("err = %v, want ErrNoUserNamespace", err)
+	}
+	if err := imans.CheckUserNamespace(cmd.Process.Pid); !errors.Is(err, imans.ErrNoUserNamespace) {
+		t.Errorf("CheckUserNamespace = %v", err)
+	}
+	if err := imans.CheckUserNamespace(userNamespaceChild(t)); err != nil {
+		t.Errorf("CheckUserNamespace of a process in its own user namespace: %v", err)
+	}
+}
