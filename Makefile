@@ -7,7 +7,7 @@ DESTDIR ?=
 FUZZTIME ?= 3s
 BIN := bin/imans
 
-.PHONY: all build test unit integration fuzz fuzz-long bench demo deps vet clean
+.PHONY: all build test unit integration fuzz fuzz-long bench demo deps vet clean install
 
 all: build
 
@@ -30,6 +30,7 @@ unit:
 
 integration: build
 	$(GO) test -count=1 -tags integration -timeout 20m ./...
+	cd integration/hooksd && $(GO) test -count=1 ./...
 
 fuzz:
 	./scripts/fuzz.sh $(FUZZTIME)
@@ -44,6 +45,12 @@ bench: build
 
 demo: deps build
 	./scripts/demo.sh
+
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/imans
+	ln -sf imans $(DESTDIR)$(PREFIX)/bin/imans-runtime
+	$(DESTDIR)$(PREFIX)/bin/imans install podman --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
 clean:
 	rm -rf bin out

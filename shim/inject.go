@@ -77,8 +77,9 @@ func Hooks(imansPath string) []Hook {
 
 // Enabled reports whether a config.json asks for imans: its annotations
 // hold io.imans.enable=true. A document without the key's name (and
-// without any \u escape that could spell it) is not decoded at all. A document that is not a JSON object, or
-// whose annotations are not a map of strings, gives an error.
+// without any \u escape that could spell it) is not decoded at all. A
+// document that is not a JSON object, or whose annotations are not a map
+// of strings, gives an error.
 func Enabled(configJSON []byte) (bool, error) {
 	if !bytes.Contains(configJSON, []byte(AnnotationEnable)) &&
 		!bytes.Contains(configJSON, []byte(`\u`)) {
