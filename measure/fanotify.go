@@ -1,0 +1,268 @@
+package measure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/policy"
+	"github.com/imans-project/imans/tpm"
+)
+
+// Defaults of the fanotify collector's options.
+const (
+	// DefaultAnswerDeadline is how long a process waits at most for its
+	// open or exec to be answered while the collector measures the file.
+	DefaultAnswerDeadline = 5 * time.Second
+	// DefaultCacheSize is the number of files the collector remembers as
+	// measured.
+	DefaultCacheSize = 1 << 16
+	// DefaultCloseTimeout bounds the wait for the TPM at the end.
+	DefaultCloseTimeout = 10 * time.Second
+)
+
+// FanotifyOption changes a setting of the fanotify collector.
+type FanotifyOption func(*fanotifyConfig)
+
+type fanotifyConfig struct {
+	answerDeadline time.Duration
+	cacheSize      int
+	closeTimeout   time.Duration
+}
+
+// WithAnswerDeadline sets how long a permission event may stay
+// unanswered while its file is being measured (DefaultAnswerDeadline).
+// Past it, the access is allowed and the record is marked incomplete,
+// since the file was used before its entry was in the list.
+func WithAnswerDeadline(d time.Duration) FanotifyOption {
+	return func(c *fanotifyConfig) { c.answerDeadline = d }
+}
+
+// WithCacheSize bounds the number of files remembered as measured
+// (DefaultCacheSize). A file forgotten is measured again at its next use:
+// a duplicate entry, never a missing one.
+func WithCacheSize(n int) FanotifyOption {
+	return func(c *fanotifyConfig) { c.cacheSize = n }
+}
+
+// WithCloseTimeout bounds the wait at the end for the TPM to be extended
+// with every entry (DefaultCloseTimeout).
+func WithCloseTimeout(d time.Duration) FanotifyOption {
+	return func(c *fanotifyConfig) { c.closeTimeout = d }
+}
+
+// fanotifyCollector measures one container with fanotify permission
+// events. See docs/fanotify.md for how each kernel behaviour is followed.
+type fanotifyCollector struct {
+	spec   Spec
+	cfg    fanotifyConfig
+	policy *policy.Policy
+	algo   ima.Hash
+	// needCreds is whether a rule of the policy looks at the process's
+	// uid or gid, which are costly to read for every event.
+	needCreds bool
+
+	log   *Log
+	fd    int      // the fanotify group
+	file  *os.File // fd, for the runtime's poller; owns fd
+	self  int // the collector's own pid
+	cont  containerID
+	marks map[uint64]*mountMark // by mount id
+	cache *onceCache
+	fs    map[uint64]fsInfo // by device number
+
+	mu         sync.Mutex
+	incomplete []string
+
+	// Reused buffers of the event loop.
+	hashBuf []byte
+	pathBuf []byte
+}
+
+// NewFanotify returns the fanotify collector of the container spec
+// describes. It checks the spec and the policy; the measurement starts
+// with Run.
+func NewFanotify(spec Spec, opts ...FanotifyOption) (Collector, error) {
+	cfg := fanotifyConfig{
+		answerDeadline: DefaultAnswerDeadline,
+		cacheSize:      DefaultCacheSize,
+		closeTimeout:   DefaultCloseTimeout,
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+
+	if spec.Pid <= 0 {
+		return nil, fmt.Errorf("fanotify collector: container pid %d", spec.Pid)
+	}
+	if spec.Dir == "" {
+		return nil, errors.New("fanotify collector: no run folder")
+	}
+	algo := ima.Hash(spec.HashAlgo)
+	if algo == "" {
+		algo = ima.SHA256
+	}
+	if !algo.Known() {
+		return nil, fmt.Errorf("fanotify collector: hash algorithm %q: %w",
+			spec.HashAlgo, ima.ErrUnknownHash)
+	}
+
+	pol := policy.Builtin()
+	if strings.TrimSpace(spec.Policy) != "" {
+		var err error
+		if pol, err = policy.Parse(spec.Policy); err != nil {
+			return nil, fmt.Errorf("fanotify collector: policy: %w", err)
+		}
+	}
+
+	return &fanotifyCollector{
+		spec:      spec,
+		cfg:       cfg,
+		policy:    pol,
+		algo:      algo,
+		needCreds: policyNeedsCreds(pol.Render()),
+		fd:        -1,
+		self:      os.Getpid(),
+		marks:     make(map[uint64]*mountMark),
+		cache:     newOnceCache(cfg.cacheSize),
+		fs:        make(map[uint64]fsInfo),
+		hashBuf:   make([]byte, 128<<10),
+	}, nil
+}
+
+// policyNeedsCreds reports whether a rule has a uid=, euid=, gid= or
+// egid= condition (with any operator).
+func policyNeedsCreds(text string) bool {
+	for _, w := range strings.Fields(text) {
+		if i := strings.IndexAny(w, "=<>"); i > 0 {
+			switch w[:i] {
+			case "uid", "euid", "gid", "egid":
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Run implements Collector.
+func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, error) {
+	st := Status{Backend: Fanotify}
+
+	log, err := OpenLog(c.spec.Dir)
+	if err != nil {
+		return st, fmt.Errorf("fanotify collector: %w", err)
+	}
+	c.log = log
+
+	if err := c.setup(); err != nil {
+		c.closeFanotify()
+		log.Close(time.Second)
+		return st, fmt.Errorf("fanotify collector: %w", err)
+	}
+
+	tpmDone := c.attachTPM(ctx)
+	ready()
+
+	loopErr := c.loop(ctx)
+
+	c.closeFanotify()
+	closeTPM := <-tpmDone
+	closeErr := log.Close(c.cfg.closeTimeout)
+	if closeTPM != nil {
+		closeTPM()
+	}
+
+	st.Entries, st.Violations = log.Counts()
+	c.mu.Lock()
+	st.Incomplete = append(c.incomplete, log.Incomplete()...)
+	c.mu.Unlock()
+	if loopErr != nil {
+		st.Incomplete = append(st.Incomplete, loopErr.Error())
+	}
+	if closeErr != nil {
+		return st, fmt.Errorf("fanotify collector: %w", closeErr)
+	}
+	return st, nil
+}
+
+// setup identifies the container, creates the fanotify group and marks
+// the container's mounts.
+func (c *fanotifyCollector) setup() error {
+	cont, err := readContainerID(c.spec.Pid)
+	if err != nil {
+		return err
+	}
+	c.cont = cont
+
+	flags := uint(unix.FAN_CLASS_CONTENT | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK |
+		unix.FAN_UNLIMITED_QUEUE | unix.FAN_UNLIMITED_MARKS | unix.FAN_REPORT_TID)
+	fd, err := unix.FanotifyInit(flags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("fanotify_init: %w", err)
+	}
+	c.fd = fd
+	c.file = os.NewFile(uintptr(fd), "fanotify")
+
+	return c.markMounts()
+}
+
+// closeFanotify closes the group; the kernel allows every permission
+// event still unanswered.
+func (c *fanotifyCollector) closeFanotify() {
+	for _, m := range c.marks {
+		unix.Close(m.anchor)
+	}
+	c.marks = nil
+	if c.file != nil {
+		c.file.Close()
+		c.file = nil
+		c.fd = -1
+	}
+}
+
+// attachTPM opens the container's TPM in the background, retrying until
+// it answers (it may start after the container), and attaches it to the
+// log. The channel yields a function closing the TPM, or nil.
+func (c *fanotifyCollector) attachTPM(ctx context.Context) <-chan func() {
+	out := make(chan func(), 1)
+	if c.spec.TPM == "" {
+		c.addIncomplete("no TPM address: PCR 10 not extended")
+		out <- nil
+		return out
+	}
+
+	go func() {
+		var last error
+		for {
+			t, err := tpm.Open(c.spec.TPM)
+			if err == nil {
+				c.log.AttachTPM(t)
+				out <- func() { t.Close() }
+				return
+			}
+			last = err
+			select {
+			case <-ctx.Done():
+				c.addIncomplete(fmt.Sprintf("TPM %s never answered: %v", c.spec.TPM, last))
+				out <- nil
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}()
+	return out
+}
+
+// addIncomplete records why the record is not whole.
+func (c *fanotifyCollector) addIncomplete(reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.incomplete = append(c.incomplete, reason)
+}

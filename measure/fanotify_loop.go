@@ -1,0 +1,154 @@
+package measure
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// pendingEvent is the permission event being handled, shared with the
+// watchdog that answers it when its deadline passes.
+type pendingEvent struct {
+	fd       int32
+	start    time.Time
+	answered atomic.Bool
+}
+
+// loop reads and handles events until ctx is done, then handles what is
+// still queued.
+func (c *fanotifyCollector) loop(ctx context.Context) error {
+	f := c.file
+
+	var cur atomic.Pointer[pendingEvent]
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.watchdog(&cur, stop)
+	}()
+	defer func() {
+		close(stop)
+		wg.Wait()
+	}()
+
+	go func() {
+		<-ctx.Done()
+		// Wake the read; the drain below reads with a short deadline.
+		f.SetReadDeadline(time.Now())
+	}()
+
+	buf := make([]byte, 64<<10)
+	draining := false
+	for {
+		if ctx.Err() != nil && !draining {
+			draining = true
+		}
+		if draining {
+			f.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		}
+
+		n, err := f.Read(buf)
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				if draining {
+					return nil
+				}
+				continue
+			}
+			return fmt.Errorf("fanotify: reading events: %w", err)
+		}
+		if err := c.handleBatch(buf[:n], &cur); err != nil {
+			return err
+		}
+	}
+}
+
+// handleBatch handles the events of one read, in order.
+func (c *fanotifyCollector) handleBatch(b []byte, cur *atomic.Pointer[pendingEvent]) error {
+	const metaSize = int(unsafe.Sizeof(unix.FanotifyEventMetadata{}))
+	for len(b) >= metaSize {
+		ev := (*unix.FanotifyEventMetadata)(unsafe.Pointer(&b[0]))
+		if ev.Vers != unix.FANOTIFY_METADATA_VERSION {
+			return fmt.Errorf("fanotify: event metadata version %d, want %d",
+				ev.Vers, unix.FANOTIFY_METADATA_VERSION)
+		}
+		if int(ev.Event_len) < metaSize || int(ev.Event_len) > len(b) {
+			return fmt.Errorf("fanotify: event length %d", ev.Event_len)
+		}
+		c.handleEvent(*ev, cur)
+		b = b[ev.Event_len:]
+	}
+	return nil
+}
+
+// handleEvent handles one event and always answers a permission event
+// (allowing the access: the collector measures, it does not enforce).
+func (c *fanotifyCollector) handleEvent(ev unix.FanotifyEventMetadata,
+	cur *atomic.Pointer[pendingEvent]) {
+	if ev.Mask&unix.FAN_Q_OVERFLOW != 0 {
+		c.addIncomplete("fanotify: event queue overflowed, events were lost")
+	}
+	if ev.Fd < 0 {
+		return
+	}
+
+	p := &pendingEvent{fd: ev.Fd, start: time.Now()}
+	perm := ev.Mask&fanotifyMask != 0
+	if perm {
+		cur.Store(p)
+	}
+
+	c.measureEvent(int(ev.Fd), ev.Mask, int(ev.Pid))
+
+	if perm {
+		cur.Store(nil)
+		if p.answered.CompareAndSwap(false, true) {
+			c.answer(ev.Fd)
+		}
+	}
+	unix.Close(int(ev.Fd))
+}
+
+// answer allows a permission event.
+func (c *fanotifyCollector) answer(fd int32) {
+	resp := unix.FanotifyResponse{Fd: fd, Response: unix.FAN_ALLOW}
+	b := (*[unsafe.Sizeof(resp)]byte)(unsafe.Pointer(&resp))[:]
+	if _, err := unix.Write(c.fd, b); err != nil {
+		c.addIncomplete(fmt.Sprintf("fanotify: answering an event: %v", err))
+	}
+}
+
+// watchdog answers the event being handled once its deadline passes, so
+// that no process waits on the collector for longer than that.
+func (c *fanotifyCollector) watchdog(cur *atomic.Pointer[pendingEvent], stop <-chan struct{}) {
+	tick := c.cfg.answerDeadline / 4
+	if tick < time.Millisecond {
+		tick = time.Millisecond
+	}
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			p := cur.Load()
+			if p == nil || now.Sub(p.start) < c.cfg.answerDeadline {
+				continue
+			}
+			if p.answered.CompareAndSwap(false, true) {
+				c.answer(p.fd)
+				c.addIncomplete(fmt.Sprintf("fanotify: an access was allowed after %s, "+
+					"before its file's entry was in the list", c.cfg.answerDeadline))
+			}
+		}
+	}
+}
