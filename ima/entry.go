@@ -30,6 +30,10 @@ type Entry struct {
 	// order is the byte order of the lengths in Data; nil means the
 	// host's order.
 	order binary.ByteOrder
+
+	// checked is the bank whose hash of Data a Reader found equal to
+	// Digest, so a replay need not compute it again.
+	checked Hash
 }
 
 // The names of the kernel's built-in templates.

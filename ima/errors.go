@@ -43,7 +43,7 @@ type Error struct {
 func (e *Error) Error() string {
 	where := fmt.Sprintf("entry %d at byte offset %d", e.Index, e.Offset)
 	if e.Line > 0 {
-		where = fmt.Sprintf("entry %d at line %d", e.Index, e.Line)
+		where = fmt.Sprintf("entry %d at line %d (byte offset %d)", e.Index, e.Line, e.Offset)
 	}
 	if e.Err == nil {
 		return where + ": " + e.Reason

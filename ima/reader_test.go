@@ -1,0 +1,296 @@
+package ima
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// field builds a template field with its little-endian length.
+func field(b []byte) []byte {
+	return append(binary.LittleEndian.AppendUint32(nil, uint32(len(b))), b...)
+}
+
+// mk builds an entry of any template from its fields, with its sha1
+// template hash.
+func mk(t testing.TB, template string, fields ...[]byte) *Entry {
+	t.Helper()
+	var data []byte
+	for _, f := range fields {
+		data = append(data, field(f)...)
+	}
+	d := sha1.Sum(data)
+	return &Entry{PCR: 10, Digest: d[:], Template: template, Data: data}
+}
+
+// dng builds a d-ng field.
+func dng(algo string, digest []byte) []byte {
+	return append([]byte(algo+":\x00"), digest...)
+}
+
+// sampleEntries covers every built-in template and awkward names.
+func sampleEntries(t testing.TB) []*Entry {
+	t.Helper()
+	d32 := unhex(t, helloSHA256)
+	var out []*Entry
+	for _, name := range []string{"boot_aggregate", "/usr/bin/a b", "/tmp/new\nline",
+		"/bad\xff\xfeutf8", "/tab\there", "/two\n\nnewlines\n"} {
+		e, err := NewNG(10, SHA256, d32, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, e)
+	}
+	out = append(out, NewViolation(10, "/var/log/x"))
+
+	sig := unhex(t, "030204aabbccdd0004"+"01020304")
+	out = append(out,
+		mk(t, TemplateIMASig, dng("sha256", d32), []byte("/bin/sig\x00"), sig),
+		mk(t, TemplateIMASig, dng("sha256", d32), []byte("/bin/nosig\x00"), nil),
+		mk(t, TemplateIMASigv2, []byte("ima:sha256:\x00"+string(d32)), []byte("/v2\x00"), sig),
+		mk(t, TemplateIMANGv2, []byte("verity:sha256:\x00"+string(d32)), []byte("/v\x00")),
+		mk(t, TemplateIMABuf, dng("sha256", d32), []byte("kexec-cmdline\x00"),
+			[]byte("root=/dev/ram0 ima_policy=tcb")),
+		mk(t, TemplateIMAModsig, dng("sha512", make([]byte, 64)), []byte("/m.ko\x00"), sig,
+			dng("sha256", d32), []byte{1, 2, 3}),
+		mk(t, TemplateEVMSig, dng("sha1", make([]byte, 20)), []byte("/e\x00"), sig,
+			[]byte("security.ima|security.evm"), []byte{0, 4}, []byte{9, 9, 9, 9},
+			[]byte{0xe8, 3, 0, 0}, []byte{0xe9, 3, 0, 0}, []byte{0xed, 0x81}),
+		mk(t, "my-tmpl", []byte("raw"), []byte{0, 1, 2}),
+	)
+	return out
+}
+
+func sameEntry(t testing.TB, i int, got, want *Entry) {
+	t.Helper()
+	if got.PCR != want.PCR || got.Template != want.Template ||
+		!bytes.Equal(got.Digest, want.Digest) || !bytes.Equal(got.Data, want.Data) {
+		t.Errorf("entry %d:\n got %d %x %s %x\nwant %d %x %s %x", i, got.PCR, got.Digest,
+			got.Template, got.Data, want.PCR, want.Digest, want.Template, want.Data)
+	}
+}
+
+func readAll(t testing.TB, rd *Reader) []*Entry {
+	t.Helper()
+	var out []*Entry
+	for {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return out
+		}
+		if err != nil {
+			t.Fatalf("entry %d: %v", len(out), err)
+		}
+		out = append(out, e)
+	}
+}
+
+func TestBinaryRoundTrip(t *testing.T) {
+	want := sampleEntries(t)
+	for _, order := range []binary.ByteOrder{binary.LittleEndian, binary.NativeEndian} {
+		var list []byte
+		for _, e := range want {
+			list = e.AppendBinary(list, order)
+		}
+		got := readAll(t, NewBinaryReader(bytes.NewReader(list)))
+		if len(got) != len(want) {
+			t.Fatalf("%d entries, want %d", len(got), len(want))
+		}
+		for i := range want {
+			sameEntry(t, i, got[i], want[i])
+		}
+		if n, _ := got[2].FileName(); n != "/tmp/new\nline" {
+			t.Errorf("name with a newline read as %q", n)
+		}
+		if n, _ := got[3].FileName(); n != "/bad\xff\xfeutf8" {
+			t.Errorf("invalid UTF-8 name read as %q", n)
+		}
+	}
+}
+
+func TestASCIIRoundTrip(t *testing.T) {
+	want := sampleEntries(t)
+	want = want[:len(want)-1] // an unknown template cannot be read back from ASCII
+	var list []byte
+	for _, e := range want {
+		var err error
+		list, err = e.AppendASCII(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := readAll(t, NewASCIIReader(bytes.NewReader(list)))
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for i := range want {
+		sameEntry(t, i, got[i], want[i])
+	}
+	if n, _ := got[5].FileName(); n != "/two\n\nnewlines\n" {
+		t.Errorf("name with newlines read as %q", n)
+	}
+
+	// Auto-detected, and the trailing space of an empty signature.
+	rd, err := NewReader(bytes.NewReader(list))
+	if err != nil || !rd.ASCII() {
+		t.Fatalf("NewReader: ascii=%v %v", rd != nil && rd.ASCII(), err)
+	}
+	if !strings.Contains(string(list), "/bin/nosig \n") {
+		t.Error("an empty signature is not printed as a trailing space")
+	}
+}
+
+func TestASCIIKnownLine(t *testing.T) {
+	// A line as the kernel prints it (values from the writer test).
+	line := "10 " + helloTemplateSHA1 + " ima-ng sha256:" + helloSHA256 + " /usr/bin/my_file\n"
+	e, err := NewASCIIReader(strings.NewReader(line)).Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hex.EncodeToString(e.Data) != helloData {
+		t.Errorf("data %x", e.Data)
+	}
+
+	// One changed hex digit of the file digest: template hash mismatch.
+	bad := strings.Replace(line, "sha256:58", "sha256:59", 1)
+	_, err = NewASCIIReader(strings.NewReader(bad)).Next()
+	var ie *Error
+	if !errors.As(err, &ie) || !errors.Is(err, ErrTemplateHash) || ie.Line != 1 {
+		t.Errorf("changed digest: %v", err)
+	}
+}
+
+func TestBigEndianDetected(t *testing.T) {
+	// A list from a big-endian kernel without ima_canonical_fmt: the
+	// field lengths inside the data are big-endian too.
+	data := appendNGFields(nil, binary.BigEndian, SHA256, unhex(t, helloSHA256), "/be")
+	d := sha1.Sum(data)
+	e := &Entry{PCR: 10, Digest: d[:], Template: TemplateIMANG, Data: data,
+		order: binary.BigEndian}
+	list := e.AppendBinary(nil, binary.BigEndian)
+
+	rd := NewBinaryReader(bytes.NewReader(list))
+	got := readAll(t, rd)
+	if len(got) != 1 || rd.Order() != binary.BigEndian {
+		t.Fatalf("%d entries, order %v", len(got), rd.Order())
+	}
+	if n, err := got[0].FileName(); n != "/be" || err != nil {
+		t.Errorf("name %q %v", n, err)
+	}
+
+	// Forcing little-endian reads PCR 10 as 0x0a000000: no such layout.
+	_, err := NewBinaryReader(bytes.NewReader(list), Canonical()).Next()
+	if err == nil {
+		t.Error("big-endian list read as canonical without error")
+	}
+}
+
+func TestPerBankList(t *testing.T) {
+	// A sha256 per-bank list: the header holds sha256(data); a second
+	// entry from a kernel that pads (sha1 then zeros).
+	a, b := helloEntry(t), NewViolation(10, "/v")
+	c, _ := NewNG(10, SHA256, make([]byte, 32), "/padded")
+	s := sha256.Sum256(a.Data)
+	a.Digest = s[:]
+	b.Digest = make([]byte, 32)
+	c.Digest = append(c.Digest, make([]byte, 12)...)
+	var list []byte
+	for _, e := range []*Entry{a, b, c} {
+		list = e.AppendBinary(list, binary.LittleEndian)
+	}
+
+	for _, opts := range [][]Option{{Bank(SHA256)}, nil} {
+		rd := NewBinaryReader(bytes.NewReader(list), opts...)
+		got := readAll(t, rd)
+		if len(got) != 3 || rd.DigestSize() != 32 {
+			t.Fatalf("%d entries, digest size %d", len(got), rd.DigestSize())
+		}
+		if hex.EncodeToString(got[0].Digest) != helloTemplateSHA256 || !got[1].IsViolation() {
+			t.Errorf("digests %x %x", got[0].Digest, got[1].Digest)
+		}
+	}
+}
+
+func TestFollow(t *testing.T) {
+	var list []byte
+	for _, e := range sampleEntries(t)[:3] {
+		list = e.AppendBinary(list, binary.LittleEndian)
+	}
+	path := filepath.Join(t.TempDir(), "binary_runtime_measurements")
+	first := len(sampleEntries(t)[0].AppendBinary(nil, binary.LittleEndian))
+	if err := os.WriteFile(path, list[:first+10], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rd := NewBinaryReader(f, Follow())
+
+	if _, err := rd.Next(); err != nil {
+		t.Fatalf("first entry: %v", err)
+	}
+	if _, err := rd.Next(); !errors.Is(err, ErrPartial) {
+		t.Fatalf("partial entry: %v, want ErrPartial", err)
+	}
+
+	// The list grows: the same Reader goes on.
+	w, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	w.Write(list[first+10:])
+	w.Close()
+	for i := 1; i < 3; i++ {
+		e, err := rd.Next()
+		if err != nil {
+			t.Fatalf("entry %d after growth: %v", i, err)
+		}
+		sameEntry(t, i, e, sampleEntries(t)[i])
+	}
+	if _, err := rd.Next(); !errors.Is(err, io.EOF) {
+		t.Errorf("end: %v", err)
+	}
+
+	// Without Follow, the same cut is a truncation error.
+	cut := NewBinaryReader(bytes.NewReader(list[:first+10]))
+	cut.Next()
+	_, err = cut.Next()
+	var ie *Error
+	if !errors.Is(err, ErrTruncated) || !errors.As(err, &ie) || ie.Index != 1 ||
+		ie.Offset != int64(first) {
+		t.Errorf("cut without follow: %v", err)
+	}
+}
+
+func TestASCIIFollow(t *testing.T) {
+	var list []byte
+	for _, e := range sampleEntries(t)[:2] {
+		list, _ = e.AppendASCII(list)
+	}
+	pr, pw := io.Pipe()
+	rd := NewASCIIReader(&chunks{r: pr}, Follow())
+	go func() {
+		pw.Write(list[:30])
+		pw.Close()
+	}()
+	if _, err := rd.Next(); !errors.Is(err, ErrPartial) {
+		t.Fatalf("partial line: %v", err)
+	}
+	rd.src = bytes.NewReader(list[30:])
+	got := readAll(t, rd)
+	if len(got) != 2 {
+		t.Fatalf("%d entries after the rest arrived", len(got))
+	}
+}
+
+// chunks passes reads through, turning the pipe's close into io.EOF.
+type chunks struct{ r io.Reader }
+
+func (c *chunks) Read(p []byte) (int, error) { return c.r.Read(p) }
