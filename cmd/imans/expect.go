@@ -1,8 +1,125 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
 
-// expectCommand is a placeholder until the expect command lands.
+	"github.com/urfave/cli/v2"
+
+	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/policy"
+	"github.com/imans-project/imans/report"
+)
+
+// expectCommand is `imans expect --from-report ID|FILE`: the annotations
+// that make the same run pass, learnt from a trusted run's report.
 func expectCommand() *cli.Command {
-	return &cli.Command{Name: "expect", Hidden: true}
+	return &cli.Command{
+		Name:  "expect",
+		Usage: "print the io.imans.* annotations that make a recorded run pass",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "from-report", Required: true,
+				Usage: "container id or report file of a trusted run"},
+			&cli.BoolFlag{Name: "json", Usage: "print one JSON object of annotations"},
+		},
+		Action: expectFromReport,
+	}
+}
+
+func expectFromReport(c *cli.Context) error {
+	r, err := reportLoad(c.String("from-report"))
+	if err != nil {
+		return err
+	}
+	ann, err := expectAnnotations(r, r.Info.BinaryLog)
+	if err != nil {
+		return err
+	}
+
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ann)
+	}
+	keys := make([]string, 0, len(ann))
+	for k := range ann {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Printf("%s=%s\n", k, ann[k])
+	}
+	return nil
+}
+
+// expectAnnotations builds the expectation annotations of a report: the
+// digest of every file its list measured, and PCR 10 of each bank as the
+// TPM read it. Only a report whose list the TPM vouched for can teach.
+func expectAnnotations(r *report.Report, listPath string) (map[string]string, error) {
+	if !r.TPM.ListMatches || len(r.TPM.PCR10) == 0 {
+		return nil, errors.New("expect: the report's list is not vouched for by its " +
+			"tpm (incomplete run): nothing to learn from it")
+	}
+	if listPath == "" {
+		return nil, errors.New("expect: the report keeps no copy of its list")
+	}
+	f, err := os.Open(listPath)
+	if err != nil {
+		return nil, fmt.Errorf("expect: %w", err)
+	}
+	defer f.Close()
+
+	digests := map[string][]string{}
+	rd := ima.NewBinaryReader(f)
+	for i := 0; ; i++ {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("expect: list %s entry %d: %w", listPath, i, err)
+		}
+		if e.IsViolation() {
+			continue
+		}
+		name, err := e.FileName()
+		if err != nil {
+			return nil, fmt.Errorf("expect: list %s entry %d: %w", listPath, i, err)
+		}
+		algo, d, err := e.FileDigest()
+		if err != nil {
+			return nil, fmt.Errorf("expect: list %s entry %d: %w", listPath, i, err)
+		}
+		digest := string(algo) + ":" + hex.EncodeToString(d)
+		if !containsString(digests[name], digest) {
+			digests[name] = append(digests[name], digest)
+		}
+	}
+	body, err := json.Marshal(digests)
+	if err != nil {
+		return nil, err
+	}
+
+	ann := map[string]string{
+		policy.AnnotationEnable:        "true",
+		policy.AnnotationExpectDigests: string(body),
+	}
+	for bank, v := range r.TPM.PCR10 {
+		ann[policy.AnnotationExpectPCR10+bank] = v
+	}
+	return ann, nil
+}
+
+func containsString(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
 }

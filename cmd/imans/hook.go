@@ -1,8 +1,262 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"log/syslog"
+	"os"
+	"strings"
 
-// hookCommand is a placeholder until the hook command lands.
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/urfave/cli/v2"
+
+	"github.com/imans-project/imans/hook"
+	"github.com/imans-project/imans/measure"
+	"github.com/imans-project/imans/policy"
+	"github.com/imans-project/imans/report"
+)
+
+// hookCommand is `imans hook create-runtime|poststop`, the OCI hook stages.
 func hookCommand() *cli.Command {
-	return &cli.Command{Name: "hook", Hidden: true}
+	return &cli.Command{
+		Name:  "hook",
+		Usage: "OCI hook stages (reads the container's state on stdin)",
+		Subcommands: []*cli.Command{
+			{
+				Name:   "create-runtime",
+				Usage:  "start the container's measurement and TPM",
+				Action: func(c *cli.Context) error { return hookCreateRuntime(os.Stdin) },
+			},
+			{
+				Name:   "poststop",
+				Usage:  "stop the measurement and write the container's report",
+				Action: func(c *cli.Context) error { return hookPoststop(os.Stdin) },
+			},
+		},
+	}
+}
+
+// hookFail is the one line a failing hook prints on stderr (runc shows a
+// hook's output only when it fails) and the hook's exit status 1.
+func hookFail(format string, args ...any) error {
+	return cli.Exit(fmt.Sprintf(format, args...), 1)
+}
+
+// hookLogger returns the binary's logger: a text log file under the state
+// folder and syslog when /dev/log is there. Each line carries the container
+// id. Logging is best effort: a hook never fails because it cannot log.
+func hookLogger(p hook.Paths, id string) (*slog.Logger, func()) {
+	var handlers []slog.Handler
+	var closers []io.Closer
+	if err := os.MkdirAll(p.StateDir, 0o700); err == nil {
+		f, err := os.OpenFile(p.LogFile(), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err == nil {
+			handlers = append(handlers, slog.NewTextHandler(f, nil))
+			closers = append(closers, f)
+		}
+	}
+	if _, err := os.Stat("/dev/log"); err == nil {
+		if w, err := syslog.New(syslog.LOG_INFO|syslog.LOG_DAEMON, "imans"); err == nil {
+			handlers = append(handlers, slog.NewTextHandler(w, &slog.HandlerOptions{
+				ReplaceAttr: dropTime,
+			}))
+			closers = append(closers, w)
+		}
+	}
+	log := slog.New(slog.NewMultiHandler(handlers...)).With("container", id,
+		"pid", os.Getpid())
+	return log, func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+}
+
+// dropTime leaves the time to syslog.
+func dropTime(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) == 0 && a.Key == slog.TimeKey {
+		return slog.Attr{}
+	}
+	return a
+}
+
+// hookAnnotations returns the container's annotations: the state's, or the
+// bundle config's for a runtime that leaves them out of the state.
+func hookAnnotations(st *specs.State) (map[string]string, *specs.Spec, error) {
+	if len(st.Annotations) > 0 {
+		return st.Annotations, nil, nil
+	}
+	if st.Bundle == "" {
+		return nil, nil, nil
+	}
+	cfg, err := hook.BundleConfig(st.Bundle)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg.Annotations, cfg, nil
+}
+
+// hookCreateRuntime is the createRuntime stage.
+func hookCreateRuntime(stdin io.Reader) error {
+	st, err := hook.ReadState(stdin)
+	if err != nil {
+		return hookFail("create-runtime: %v", err)
+	}
+	ann, cfg, err := hookAnnotations(st)
+	if err != nil {
+		return hookFail("create-runtime %s: %v", st.ID, err)
+	}
+	if ann[policy.AnnotationEnable] != "true" {
+		return nil
+	}
+
+	p := hook.DefaultPaths()
+	log, closeLog := hookLogger(p, st.ID)
+	defer closeLog()
+	for _, id := range hook.CleanStale(p) {
+		log.Info("removed stale run folder", "stale", id)
+	}
+
+	// In doubt about the mode (bad annotations), enforce only when the
+	// mode annotation says so.
+	enforce := ann[policy.AnnotationMode] == string(policy.ModeEnforce)
+	dir, err := hook.PrepareRunDir(p, st.ID)
+	if err != nil {
+		log.Error("no run folder, not measured", "err", err)
+		if enforce {
+			return hookFail("create-runtime refused: %s: %v", st.ID, err)
+		}
+		return nil
+	}
+
+	if cfg == nil && st.Bundle != "" {
+		cfg, _ = hook.BundleConfig(st.Bundle)
+	}
+	rootfs := hook.RootfsPath(st.Bundle, cfg)
+	c, err := hookConfig(ann)
+	rec := hook.NewRecord(p, st, rootfs, c)
+	if err == nil {
+		_, err = hook.Setup(dir, st, rec, c)
+	}
+	var pid int
+	if err == nil {
+		pid, err = hook.Start(dir, c)
+	}
+	if err != nil {
+		if enforce {
+			log.Error("refused container: measurement did not start", "err", err)
+			hook.Discard(dir)
+			return hookFail("create-runtime refused: %s: %v", st.ID, err)
+		}
+		log.Warn("measurement did not start; container runs unmeasured (audit)", "err", err)
+		if aerr := hook.Abandon(dir, rec, err); aerr != nil {
+			log.Error("cannot record why", "err", aerr)
+		}
+		return nil
+	}
+	log.Info("measuring", "backend", c.Backend, "mode", c.Mode, "collector", pid,
+		"bundle", st.Bundle)
+	return nil
+}
+
+// hookConfig turns the annotations into the container's create config.
+func hookConfig(ann map[string]string) (hook.CreateConfig, error) {
+	var c hook.CreateConfig
+	spec, err := policy.SpecFromAnnotations(ann, "")
+	if err != nil {
+		c.Mode = ann[policy.AnnotationMode]
+		return c, err
+	}
+	c.Mode = string(spec.Mode)
+	c.PolicyText = spec.PolicyText
+	if c.PolicyText == "" && spec.Policy != nil {
+		c.PolicyText = spec.Policy.Render()
+	}
+	c.Expect = report.Expectations{
+		Digests:  spec.Expect.Digests,
+		Excludes: spec.Expect.Excludes,
+		PCR10:    spec.Expect.PCR10,
+		Source:   spec.Expect.Source,
+	}
+	c.Backend, err = hookBackend(spec.Backend)
+	if err != nil {
+		return c, err
+	}
+	c.Exe, err = os.Executable()
+	if err != nil {
+		return c, fmt.Errorf("find the imans binary: %w", err)
+	}
+	return c, nil
+}
+
+// hookBackend resolves auto to kernel where the kernel has IMA namespaces,
+// else fanotify. An explicit kernel on a kernel without them is an error.
+func hookBackend(name string) (measure.Backend, error) {
+	switch measure.Backend(name) {
+	case measure.Fanotify:
+		return measure.Fanotify, nil
+	case measure.Kernel:
+		if ok, why := probeKernelTmp(); !ok {
+			return "", fmt.Errorf("backend kernel: %s", why)
+		}
+		return measure.Kernel, nil
+	case measure.Auto, "":
+		if ok, _ := probeKernelTmp(); ok {
+			return measure.Kernel, nil
+		}
+		return measure.Fanotify, nil
+	}
+	return "", fmt.Errorf("%s: unknown backend %q", policy.AnnotationBackend, name)
+}
+
+// hookPoststop is the poststop stage. It always exits 0: a runtime ignores
+// a failing poststop anyway, and the report (or the log) says what
+// happened. Errors go to the log and one line to stderr.
+func hookPoststop(stdin io.Reader) error {
+	st, err := hook.ReadState(stdin)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "imans: poststop: %v\n", err)
+		return nil
+	}
+	ann, _, err := hookAnnotations(st)
+	p := hook.DefaultPaths()
+	_, statErr := os.Stat(p.Run(st.ID))
+	enabled := err == nil && ann[policy.AnnotationEnable] == "true"
+	if !enabled && statErr != nil {
+		return nil
+	}
+
+	log, closeLog := hookLogger(p, st.ID)
+	defer closeLog()
+	res, err := hook.Finish(p, st)
+	switch {
+	case errors.Is(err, hook.ErrAlreadyReported):
+		log.Info("poststop again: already reported, nothing to do")
+		return nil
+	case res == nil:
+		log.Error("no report written", "err", err)
+		fmt.Fprintf(os.Stderr, "imans: poststop %s: %v\n", st.ID, err)
+		return nil
+	}
+
+	r := res.Report
+	attrs := []any{"verdict", r.Verdict, "report", res.Path, "entries", r.TPM.Entries,
+		"findings", len(r.Findings)}
+	if len(r.Incomplete) > 0 {
+		attrs = append(attrs, "incomplete", strings.Join(r.Incomplete, "; "))
+	}
+	log.Info("report", attrs...)
+	if err != nil {
+		log.Error("poststop", "err", err)
+		fmt.Fprintf(os.Stderr, "imans: poststop %s: %v\n", st.ID, err)
+	}
+	return nil
+}
+
+// probeKernelTmp stands for measure.ProbeKernel until the kernel backend is
+// in the tree: without it, auto always takes fanotify.
+func probeKernelTmp() (bool, string) {
+	return false, "this imans is built without the kernel backend"
 }

@@ -1,8 +1,59 @@
 package main
 
-import "github.com/urfave/cli/v2"
+import (
+	"encoding/json"
+	"os"
+	"strings"
 
-// reportCommand is a placeholder until the report command lands.
+	"github.com/urfave/cli/v2"
+
+	"github.com/imans-project/imans/hook"
+	"github.com/imans-project/imans/report"
+)
+
+// reportCommand is `imans report show ID|FILE [--json]`.
 func reportCommand() *cli.Command {
-	return &cli.Command{Name: "report", Hidden: true}
+	return &cli.Command{
+		Name:  "report",
+		Usage: "read container reports",
+		Subcommands: []*cli.Command{
+			{
+				Name:      "show",
+				Usage:     "summarize a report: the verdict, then each finding",
+				ArgsUsage: "ID|FILE",
+				Flags: []cli.Flag{
+					&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+				},
+				Action: reportShow,
+			},
+		},
+	}
+}
+
+func reportShow(c *cli.Context) error {
+	if c.NArg() != 1 {
+		return cli.Exit("imans report show: want one container id or report file", 2)
+	}
+	r, err := reportLoad(c.Args().First())
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	return r.Summary(os.Stdout)
+}
+
+// reportLoad reads a report named by container id (in the reports folder)
+// or by file path (anything with a '/' or ending in .json).
+func reportLoad(arg string) (*report.Report, error) {
+	if strings.Contains(arg, "/") || strings.HasSuffix(arg, ".json") {
+		return report.Read(arg)
+	}
+	if err := hook.CheckID(arg); err != nil {
+		return nil, err
+	}
+	return report.Read(hook.DefaultPaths().Report(arg))
 }

@@ -1,0 +1,192 @@
+package hook
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/imans-project/imans/measure"
+	"github.com/imans-project/imans/report"
+	"github.com/imans-project/imans/tpm"
+)
+
+// ReadyTimeout is how long createRuntime waits for the collector to be
+// ready. Runtimes give a hook no timeout by default and engines commonly
+// use tens of seconds; this stays well under that.
+const ReadyTimeout = 10 * time.Second
+
+// staleAge is how old a run folder without a live collector must be before
+// another container's createRuntime removes it, so a folder being set up
+// right now is never taken for stale.
+const staleAge = 30 * time.Second
+
+// maxTPMSocket is the longest unix socket path (sun_path less its NUL).
+const maxTPMSocket = 107
+
+// CreateConfig is what createRuntime decided for a container from its
+// state and annotations.
+type CreateConfig struct {
+	// Mode is "audit" or "enforce".
+	Mode string
+	// Backend is measure.Kernel or measure.Fanotify (never Auto).
+	Backend measure.Backend
+	// PolicyText is the container's IMA policy.
+	PolicyText string
+	// Expect are the expectations poststop checks against.
+	Expect report.Expectations
+	// Exe is the imans binary to start as the collector.
+	Exe string
+	// ReadyTimeout bounds the wait for the collector; 0 means
+	// ReadyTimeout.
+	ReadyTimeout time.Duration
+}
+
+// NewRecord returns the record of a container's start.
+func NewRecord(p Paths, st *specs.State, rootfs string, c CreateConfig) *Record {
+	sum := sha256.Sum256([]byte(c.PolicyText))
+	return &Record{
+		ID:           st.ID,
+		Bundle:       st.Bundle,
+		Rootfs:       rootfs,
+		Pid:          st.Pid,
+		Mode:         c.Mode,
+		Backend:      string(c.Backend),
+		Kernel:       KernelRelease(),
+		Started:      time.Now().UTC(),
+		PolicySHA256: hex.EncodeToString(sum[:]),
+		Expect:       c.Expect,
+	}
+}
+
+// PrepareRunDir makes a fresh run folder (0700) for a container. A folder
+// left for the same id by a run whose poststop never came is ended first:
+// its collector and TPM are stopped and it is removed.
+func PrepareRunDir(p Paths, id string) (string, error) {
+	if err := os.MkdirAll(p.RunDir, 0o700); err != nil {
+		return "", fmt.Errorf("run folder: %w", err)
+	}
+	dir := p.Run(id)
+	if _, err := os.Lstat(dir); err == nil {
+		if err := removeRunDir(dir); err != nil {
+			return "", fmt.Errorf("run folder: previous run of %s: %w", id, err)
+		}
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return "", fmt.Errorf("run folder: %w", err)
+	}
+	return dir, nil
+}
+
+// removeRunDir stops what a run folder's processes and removes it.
+func removeRunDir(dir string) error {
+	if _, err := StopCollector(dir, time.Second); err != nil && !errors.Is(err, ErrNoCollector) {
+		return err
+	}
+	if err := tpm.StopSwtpmDir(filepath.Join(dir, TPMDir)); err != nil {
+		return err
+	}
+	return os.RemoveAll(dir)
+}
+
+// Setup writes the run folder's spec and record for a container whose
+// folder PrepareRunDir made, and returns the collector's spec.
+func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.Spec, error) {
+	sock := filepath.Join(dir, TPMDir, tpm.SwtpmSocket)
+	if len(sock)+len(".ctrl") > maxTPMSocket {
+		return nil, fmt.Errorf("run folder %s too long for the tpm's unix socket", dir)
+	}
+	spec := &measure.Spec{
+		ID:       st.ID,
+		Dir:      dir,
+		Pid:      st.Pid,
+		Bundle:   st.Bundle,
+		Rootfs:   rec.Rootfs,
+		Backend:  c.Backend,
+		Policy:   c.PolicyText,
+		HashAlgo: "sha256",
+		TPM:      "unix:" + sock,
+	}
+	if err := WriteJSON(dir, SpecFile, spec); err != nil {
+		return nil, err
+	}
+	if err := WriteJSON(dir, RecordFile, rec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// Start starts the collector of a prepared run folder and waits until it is
+// ready.
+func Start(dir string, c CreateConfig) (int, error) {
+	timeout := c.ReadyTimeout
+	if timeout <= 0 {
+		timeout = ReadyTimeout
+	}
+	return StartCollector(c.Exe, dir, timeout)
+}
+
+// Abandon records in the run folder why a container's measurement could
+// not start (audit mode), so poststop reports incomplete with that reason.
+// The collector, if any, is stopped.
+func Abandon(dir string, rec *Record, why error) error {
+	StopCollector(dir, time.Second)
+	rec.Incomplete = append(rec.Incomplete, "measurement did not start: "+why.Error())
+	return WriteJSON(dir, RecordFile, rec)
+}
+
+// Discard removes a run folder after a refused start (enforce mode).
+func Discard(dir string) error {
+	return removeRunDir(dir)
+}
+
+// CleanStale removes run folders of containers that are gone: no live
+// collector, and untouched for a while. It returns the ids removed.
+// Folders it cannot remove are left for the next time.
+func CleanStale(p Paths) []string {
+	entries, err := os.ReadDir(p.RunDir)
+	if err != nil {
+		return nil
+	}
+	var removed []string
+	for _, e := range entries {
+		if !e.IsDir() || CheckID(e.Name()) != nil {
+			continue
+		}
+		dir := filepath.Join(p.RunDir, e.Name())
+		info, err := os.Stat(dir)
+		if err != nil || time.Since(info.ModTime()) < staleAge {
+			continue
+		}
+		if pr, err := readPidFile(dir); err == nil && pr.alive() {
+			continue
+		}
+		if pid := containerPid(dir); pid != nil && pid.alive() {
+			continue
+		}
+		if removeRunDir(dir) == nil {
+			removed = append(removed, e.Name())
+		}
+	}
+	return removed
+}
+
+// containerPid returns the container's init recorded in a run folder if a
+// process with that pid runs. A reused pid keeps a stale folder until that
+// process is gone too, which only delays the cleanup. Nil when none.
+func containerPid(dir string) *proc {
+	var rec Record
+	if ReadJSON(dir, RecordFile, &rec) != nil || rec.Pid <= 0 {
+		return nil
+	}
+	start, err := startTime(rec.Pid)
+	if err != nil {
+		return nil
+	}
+	return &proc{pid: rec.Pid, start: start}
+}

@@ -1,0 +1,337 @@
+package hook
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/measure"
+	"github.com/imans-project/imans/report"
+	"github.com/imans-project/imans/tpm"
+)
+
+// Deadlines of poststop's steps. Together they stay well under a runtime's
+// default hook timeout.
+const (
+	// StopTimeout is how long a collector may take to drain and exit.
+	StopTimeout = 5 * time.Second
+	// TPMTimeout bounds one command to the container's TPM.
+	TPMTimeout = 3 * time.Second
+)
+
+// Banks are the PCR banks imans reads and replays.
+var Banks = []string{"sha1", "sha256"}
+
+// ErrAlreadyReported is returned by Finish when there is no run folder but
+// a report for the container exists: poststop ran already.
+var ErrAlreadyReported = errors.New("no run folder and a report exists: already reported")
+
+// Outcome is what the collector process writes into its run folder when it
+// stops: the backend's status and anything that went wrong around it.
+type Outcome struct {
+	Status measure.Status `json:"status"`
+	// Error is the collector's error, if Run returned one.
+	Error string `json:"error,omitempty"`
+	// TPMError is set when the container's TPM could not be started.
+	TPMError string    `json:"tpm_error,omitempty"`
+	Stopped  time.Time `json:"stopped"`
+}
+
+// Finished is the result of Finish.
+type Finished struct {
+	Report *report.Report
+	// Path is where the report was written.
+	Path string
+	// Stop says how the collector ended.
+	Stop StopResult
+	// Kept is true when the run folder was kept (the report could not be
+	// written to the reports folder and went into the run folder).
+	Kept bool
+}
+
+// Finish ends a container's measurement and writes its report: it stops
+// the collector, reads PCR 10 from the container's TPM, replays the list,
+// compares both with the expectations, writes the report atomically, stops
+// the TPM and removes the run folder. Every problem with the evidence
+// becomes an incomplete reason in the report, not an error; an error means
+// no report could be written anywhere (or ErrAlreadyReported).
+//
+// When the reports folder cannot be written, the report goes to the run
+// folder (report.json), which is kept, and the error says so.
+func Finish(p Paths, st *specs.State) (*Finished, error) {
+	dir := p.Run(st.ID)
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return finishWithoutRecord(p, st)
+	}
+
+	r := &report.Report{Schema: report.Schema}
+	res := &Finished{Report: r, Path: p.Report(st.ID)}
+	var rec Record
+	if err := ReadJSON(dir, RecordFile, &rec); err != nil {
+		r.Incomplete = append(r.Incomplete, "createRuntime record missing: "+err.Error())
+		rec = Record{ID: st.ID, Bundle: st.Bundle}
+	}
+	r.Incomplete = append(r.Incomplete, rec.Incomplete...)
+	fillInfo(r, rec)
+
+	res.Stop = stopCollector(r, dir)
+	spec := readOutcome(r, dir, rec)
+	r.Info.Stopped = time.Now().UTC()
+
+	tpmDir := filepath.Join(dir, TPMDir)
+	r.TPM.PCR10 = readTPM(r, spec.TPM)
+	list := replayList(r, dir)
+	checkReplay(r)
+
+	findings, err := report.Compare(list, rec.Expect, r.TPM.PCR10)
+	if err != nil {
+		r.Incomplete = append(r.Incomplete, err.Error())
+	}
+	r.Findings = append(r.Findings, findings...)
+
+	copyLists(r, p, dir, st.ID)
+	r.Decide()
+	werr := r.Write(res.Path)
+	if werr != nil {
+		res.Kept = true
+		res.Path = filepath.Join(dir, "report.json")
+		if err := r.Write(res.Path); err != nil {
+			werr = fmt.Errorf("%w; and in the run folder: %w", werr, err)
+			res.Path = ""
+		}
+	}
+
+	tpmErr := tpm.StopSwtpmDir(tpmDir)
+	if werr != nil {
+		return res, fmt.Errorf("write report: %w", werr)
+	}
+	if tpmErr != nil {
+		// The report is written; a swtpm that would not stop is logged
+		// by the caller, and the folder is left for the next cleanup.
+		return res, fmt.Errorf("report written, but stop tpm: %w", tpmErr)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return res, fmt.Errorf("report written, but remove run folder: %w", err)
+	}
+	return res, nil
+}
+
+// finishWithoutRecord handles a poststop with no run folder: a second
+// poststop is a no-op; a poststop whose createRuntime never ran leaves an
+// incomplete report, so the absence of measurement is on record.
+func finishWithoutRecord(p Paths, st *specs.State) (*Finished, error) {
+	path := p.Report(st.ID)
+	if _, err := os.Stat(path); err == nil {
+		return nil, ErrAlreadyReported
+	}
+
+	now := time.Now().UTC()
+	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
+	r.Info.ContainerID = st.ID
+	r.Info.Bundle = st.Bundle
+	r.Info.Kernel = KernelRelease()
+	r.Info.Stopped = now
+	r.Incomplete = []string{"no measurement record: createRuntime did not run for " +
+		"this container, or its run folder was removed"}
+	r.Decide()
+	if err := r.Write(path); err != nil {
+		return nil, fmt.Errorf("write report: %w", err)
+	}
+	return &Finished{Report: r, Path: path}, nil
+}
+
+func fillInfo(r *report.Report, rec Record) {
+	r.Info.ContainerID = rec.ID
+	r.Info.Bundle = rec.Bundle
+	r.Info.Rootfs = rec.Rootfs
+	r.Info.Mode = rec.Mode
+	r.Info.Backend = rec.Backend
+	r.Info.Kernel = rec.Kernel
+	r.Info.Started = rec.Started
+	r.Info.PolicySHA256 = rec.PolicySHA256
+	r.Info.Expectations = rec.Expect
+}
+
+// stopCollector stops the collector and turns how it ended into reasons.
+func stopCollector(r *report.Report, dir string) StopResult {
+	res, err := StopCollector(dir, StopTimeout)
+	switch {
+	case err != nil:
+		r.Incomplete = append(r.Incomplete, err.Error())
+	case !res.WasRunning:
+		r.Incomplete = append(r.Incomplete, fmt.Sprintf(
+			"collector %d was not running at stop: it died or was killed during the run",
+			res.Pid))
+	case res.Killed:
+		r.Incomplete = append(r.Incomplete, fmt.Sprintf(
+			"collector %d did not drain within %s and was killed", res.Pid, StopTimeout))
+	}
+	return res
+}
+
+// readOutcome reads the collector's spec and final outcome into r.
+func readOutcome(r *report.Report, dir string, rec Record) measure.Spec {
+	var spec measure.Spec
+	if err := ReadJSON(dir, SpecFile, &spec); err != nil {
+		r.Incomplete = append(r.Incomplete, err.Error())
+	}
+	var out Outcome
+	if err := ReadJSON(dir, OutcomeFile, &out); err != nil {
+		if len(rec.Incomplete) == 0 {
+			r.Incomplete = append(r.Incomplete, "collector left no outcome: "+err.Error())
+		}
+		return spec
+	}
+	if out.Status.Backend != "" {
+		r.Info.Backend = string(out.Status.Backend)
+	}
+	r.Info.Violations = out.Status.Violations
+	if out.Error != "" {
+		r.Incomplete = append(r.Incomplete, "collector: "+out.Error)
+	}
+	if out.TPMError != "" {
+		r.Incomplete = append(r.Incomplete, "container tpm: "+out.TPMError)
+	}
+	r.Incomplete = append(r.Incomplete, out.Status.Incomplete...)
+	return spec
+}
+
+// readTPM reads PCR 10 of every bank from the container's TPM.
+func readTPM(r *report.Report, addr string) map[string]string {
+	if addr == "" {
+		r.Incomplete = append(r.Incomplete, "no container tpm address recorded")
+		return nil
+	}
+	t, err := tpm.Open(addr)
+	if err != nil {
+		r.Incomplete = append(r.Incomplete, "container tpm unreachable: "+err.Error())
+		return nil
+	}
+	defer t.Close()
+	t.SetTimeout(TPMTimeout)
+
+	vals, err := t.ReadPCR(10, Banks...)
+	if err != nil {
+		r.Incomplete = append(r.Incomplete, "read pcr 10 of the container tpm: "+err.Error())
+		return nil
+	}
+	out := map[string]string{}
+	for bank, v := range vals {
+		out[bank] = hex.EncodeToString(v)
+	}
+	return out
+}
+
+// replayList reads the binary list, replays it per bank and returns its
+// entries for the comparison. A list that does not parse to its end makes
+// the report incomplete; the entries before the bad one are kept.
+func replayList(r *report.Report, dir string) []report.Measured {
+	f, err := os.Open(filepath.Join(dir, measure.BinaryListFile))
+	if err != nil {
+		r.Incomplete = append(r.Incomplete, "measurement list: "+err.Error())
+		return nil
+	}
+	defer f.Close()
+
+	hashes := make([]ima.Hash, len(Banks))
+	for i, b := range Banks {
+		hashes[i] = ima.Hash(b)
+	}
+	replay := ima.NewReplay(hashes...)
+	sum := sha256.New()
+	rd := ima.NewBinaryReader(io.TeeReader(f, sum))
+	var list []report.Measured
+	for i := 0; ; i++ {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			r.Incomplete = append(r.Incomplete, fmt.Sprintf(
+				"measurement list truncated or malformed at entry %d: %v", i, err))
+			break
+		}
+		if err := replay.Extend(e); err != nil {
+			r.Incomplete = append(r.Incomplete, fmt.Sprintf("replay entry %d: %v", i, err))
+			break
+		}
+		list = append(list, measured(i, e))
+	}
+	io.Copy(sum, f)
+
+	r.TPM.Entries = len(list)
+	r.TPM.LogSHA256 = hex.EncodeToString(sum.Sum(nil))
+	r.TPM.ReplayPCR10 = map[string]string{}
+	for _, b := range hashes {
+		r.TPM.ReplayPCR10[string(b)] = hex.EncodeToString(replay.PCR(b, 10))
+	}
+	return list
+}
+
+// measured turns a list entry into what the comparison needs.
+func measured(i int, e *ima.Entry) report.Measured {
+	m := report.Measured{Index: i, Violation: e.IsViolation()}
+	if name, err := e.FileName(); err == nil {
+		m.Path = name
+	}
+	if algo, d, err := e.FileDigest(); err == nil {
+		m.Digest = string(algo) + ":" + hex.EncodeToString(d)
+	}
+	return m
+}
+
+// checkReplay compares the replayed PCR 10 with the TPM's, bank by bank.
+func checkReplay(r *report.Report) {
+	if len(r.TPM.PCR10) == 0 || len(r.TPM.ReplayPCR10) == 0 {
+		return
+	}
+	banks := make([]string, 0, len(r.TPM.ReplayPCR10))
+	for b := range r.TPM.ReplayPCR10 {
+		banks = append(banks, b)
+	}
+	sort.Strings(banks)
+	match := true
+	for _, b := range banks {
+		got, ok := r.TPM.PCR10[b]
+		if !ok {
+			continue
+		}
+		if got != r.TPM.ReplayPCR10[b] {
+			match = false
+			r.Incomplete = append(r.Incomplete, fmt.Sprintf(
+				"replay of the list gives pcr10 %s %s but the tpm has %s",
+				b, r.TPM.ReplayPCR10[b], got))
+		}
+	}
+	r.TPM.ListMatches = match
+}
+
+// copyLists keeps the lists next to the report, since the run folder goes.
+func copyLists(r *report.Report, p Paths, dir, id string) {
+	pairs := []struct {
+		from, to string
+		field    *string
+	}{
+		{measure.BinaryListFile, p.ReportList(id), &r.Info.BinaryLog},
+		{measure.ASCIIListFile, p.ReportASCIIList(id), &r.Info.ASCIILog},
+	}
+	for _, pr := range pairs {
+		data, err := os.ReadFile(filepath.Join(dir, pr.from))
+		if err != nil {
+			continue
+		}
+		if err := report.WriteFile(pr.to, data); err != nil {
+			continue
+		}
+		*pr.field = pr.to
+	}
+}

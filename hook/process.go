@@ -1,0 +1,280 @@
+package hook
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ReadyFD is the descriptor on which a collector finds the ready pipe.
+const ReadyFD = 3
+
+// readyLine is what a collector writes on the ready pipe when the container
+// may start; anything else is an error line.
+const readyLine = "ready"
+
+// ErrNoCollector is returned by StopCollector when the run folder names no
+// collector process.
+var ErrNoCollector = errors.New("no collector recorded")
+
+// CloseInherited marks every descriptor above keep as close-on-exec, so
+// nothing this process inherited (runc's hook stdout and stderr pipes among
+// them) reaches a detached child. runc waits for EOF on those pipes.
+func CloseInherited(keep int) error {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list descriptors: %w", err)
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil || fd <= keep {
+			continue
+		}
+		unix.CloseOnExec(fd)
+	}
+	return nil
+}
+
+// StartCollector starts `exe collector --dir dir` detached (own session,
+// /dev/null stdio, stderr to the run folder's collector.log, nothing else
+// inherited), records its pid in dir, and waits until it says ready or
+// fails, at most timeout. On failure or timeout the collector is killed and
+// the error carries its message.
+func StartCollector(exe, dir string, timeout time.Duration) (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("start collector: %w", err)
+	}
+	defer r.Close()
+	logf, err := os.OpenFile(filepath.Join(dir, CollectorLog),
+		os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		w.Close()
+		return 0, fmt.Errorf("start collector: %w", err)
+	}
+	defer logf.Close()
+	if err := CloseInherited(2); err != nil {
+		w.Close()
+		return 0, fmt.Errorf("start collector: %w", err)
+	}
+
+	cmd := exec.Command(exe, "collector", "--dir", dir)
+	cmd.Args[0] = "imans"
+	cmd.Dir = "/"
+	cmd.Env = os.Environ()
+	cmd.Stderr = logf
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start collector: %w", err)
+	}
+	pid := cmd.Process.Pid
+	// The collector outlives this process; release it so no goroutine
+	// waits for it. Its new parent (init or a subreaper) reaps it.
+	cmd.Process.Release()
+
+	if err := writePidFile(dir, pid); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return 0, fmt.Errorf("start collector: %w", err)
+	}
+
+	line, err := readLine(r, timeout)
+	if err == nil && line != readyLine {
+		err = errors.New(strings.TrimPrefix(line, "error "))
+		if line == "" {
+			err = errors.New("collector exited before it was ready")
+			if tail := lastLine(filepath.Join(dir, CollectorLog)); tail != "" {
+				err = fmt.Errorf("collector exited before it was ready: %s", tail)
+			}
+		}
+	}
+	if err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return pid, fmt.Errorf("start collector: %w", err)
+	}
+	return pid, nil
+}
+
+// readLine reads one line from r within timeout. EOF before a line gives
+// the empty string.
+func readLine(r *os.File, timeout time.Duration) (string, error) {
+	if err := r.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(r).ReadString('\n')
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return "", fmt.Errorf("collector not ready within %s", timeout)
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// lastLine returns the last non-empty line of a small file.
+func lastLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// SignalReady is the collector's side of the ready pipe: it writes "ready"
+// when err is nil, else the error, and closes the pipe.
+func SignalReady(pipe *os.File, err error) {
+	if pipe == nil {
+		return
+	}
+	msg := readyLine + "\n"
+	if err != nil {
+		msg = "error " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"
+	}
+	pipe.WriteString(msg)
+	pipe.Close()
+}
+
+// proc identifies a process across pid reuse: its pid and start time.
+type proc struct {
+	pid   int
+	start uint64
+}
+
+func writePidFile(dir string, pid int) error {
+	start, err := startTime(pid)
+	if err != nil {
+		return err
+	}
+	data := fmt.Sprintf("%d %d\n", pid, start)
+	return os.WriteFile(filepath.Join(dir, PidFile), []byte(data), 0o600)
+}
+
+func readPidFile(dir string) (proc, error) {
+	data, err := os.ReadFile(filepath.Join(dir, PidFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return proc{}, ErrNoCollector
+	}
+	if err != nil {
+		return proc{}, err
+	}
+	var p proc
+	if _, err := fmt.Sscanf(string(data), "%d %d", &p.pid, &p.start); err != nil || p.pid <= 0 {
+		return proc{}, fmt.Errorf("%s: malformed %q", PidFile, bytes.TrimSpace(data))
+	}
+	return p, nil
+}
+
+// startTime reads a process's start time (clock ticks after boot) from
+// /proc/PID/stat.
+func startTime(pid int) (uint64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name is in parentheses and may hold spaces: fields
+	// after the last ')' are space separated, start time is the 20th.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	fields := strings.Fields(string(data[i+1:]))
+	if len(fields) < 20 {
+		return 0, fmt.Errorf("/proc/%d/stat: malformed", pid)
+	}
+	return strconv.ParseUint(fields[19], 10, 64)
+}
+
+// alive reports whether the recorded process still runs (and is not a
+// zombie), so a reused pid is never signalled.
+func (p proc) alive() bool {
+	start, err := startTime(p.pid)
+	if err != nil || start != p.start {
+		return false
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(data, ')')
+	return i < 0 || i+2 >= len(data) || data[i+2] != 'Z'
+}
+
+// StopResult says how a collector ended.
+type StopResult struct {
+	// Pid is the collector's pid, 0 when none was recorded.
+	Pid int
+	// WasRunning is false when the collector had already exited before
+	// the stop (it crashed or was killed).
+	WasRunning bool
+	// Killed is true when it did not exit within the deadline and was
+	// sent SIGKILL.
+	Killed bool
+}
+
+// StopCollector asks the collector of a run folder to stop (SIGTERM), waits
+// up to timeout for it to drain and exit, then kills it. A collector that is
+// already gone is not an error; the result says so.
+func StopCollector(dir string, timeout time.Duration) (StopResult, error) {
+	p, err := readPidFile(dir)
+	if err != nil {
+		return StopResult{}, fmt.Errorf("stop collector: %w", err)
+	}
+	res := StopResult{Pid: p.pid}
+	if !p.alive() {
+		return res, nil
+	}
+	res.WasRunning = true
+
+	pidfd, err := unix.PidfdOpen(p.pid, 0)
+	if err != nil {
+		pidfd = -1
+	}
+	if pidfd >= 0 {
+		defer unix.Close(pidfd)
+	}
+	if err := unix.Kill(p.pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
+		return res, fmt.Errorf("stop collector %d: %w", p.pid, err)
+	}
+	if waitExit(p, pidfd, timeout) {
+		return res, nil
+	}
+
+	res.Killed = true
+	unix.Kill(p.pid, unix.SIGKILL)
+	if !waitExit(p, pidfd, 2*time.Second) {
+		return res, fmt.Errorf("stop collector %d: still running after SIGKILL", p.pid)
+	}
+	return res, nil
+}
+
+// waitExit waits for the process to exit, through its pidfd when there is
+// one, else by polling /proc.
+func waitExit(p proc, pidfd int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if !p.alive() {
+			return true
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return false
+		}
+		if pidfd >= 0 {
+			step := min(left, 50*time.Millisecond)
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			unix.Poll(fds, int(step.Milliseconds())+1)
+			continue
+		}
+		time.Sleep(min(left, 5*time.Millisecond))
+	}
+}

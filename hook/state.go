@@ -1,0 +1,103 @@
+// Package hook holds the OCI hook stages of imans: decoding the state a
+// runtime passes on stdin, checking container ids before they become paths,
+// the per-container run folder, and the lifecycle of the detached collector
+// process that measures a container between createRuntime and poststop.
+package hook
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// MaxStateSize bounds the OCI state read from stdin. Real states are a few
+// hundred bytes; annotations can make them larger, never megabytes.
+const MaxStateSize = 1 << 20
+
+// maxConfigSize bounds a bundle's config.json read for its annotations.
+const maxConfigSize = 16 << 20
+
+// ErrStateTooLarge is returned when stdin holds more than MaxStateSize bytes.
+var ErrStateTooLarge = errors.New("oci state larger than 1 MiB")
+
+// ReadState decodes the OCI state a runtime writes on a hook's stdin. It
+// accepts what runc and crun send: status "creating" or "created" at
+// createRuntime, any ociVersion 1.x (crun says "1.0"), a pid that is 0 or
+// absent at poststop, and unknown extra keys such as crun's "root". The id
+// is checked with CheckID, so the result is safe to use as a path element.
+func ReadState(r io.Reader) (*specs.State, error) {
+	data, err := io.ReadAll(io.LimitReader(r, MaxStateSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read oci state: %w", err)
+	}
+	if len(data) > MaxStateSize {
+		return nil, ErrStateTooLarge
+	}
+
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return nil, errors.New("oci state: stdin is empty")
+	}
+	var st specs.State
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if err := dec.Decode(&st); err != nil {
+		return nil, fmt.Errorf("oci state: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("oci state: trailing data after the json object")
+	}
+
+	if err := CheckID(st.ID); err != nil {
+		return nil, fmt.Errorf("oci state: %w", err)
+	}
+	if st.Pid < 0 {
+		return nil, fmt.Errorf("oci state: negative pid %d", st.Pid)
+	}
+	if st.Bundle != "" && !filepath.IsAbs(st.Bundle) {
+		return nil, fmt.Errorf("oci state: bundle %q is not an absolute path", st.Bundle)
+	}
+	return &st, nil
+}
+
+// BundleConfig reads the annotations and root path of a bundle's
+// config.json. Runtimes put the annotations in the state too; this is the
+// fallback for a runtime that does not, and the source of the rootfs path.
+func BundleConfig(bundle string) (*specs.Spec, error) {
+	path := filepath.Join(bundle, "config.json")
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("bundle config: %w", err)
+	}
+	defer f.Close()
+
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("bundle config %s: %w", path, err)
+	}
+	if len(data) > maxConfigSize {
+		return nil, fmt.Errorf("bundle config %s: larger than 16 MiB", path)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return nil, fmt.Errorf("bundle config %s: %w", path, err)
+	}
+	return &spec, nil
+}
+
+// RootfsPath returns the host path of a bundle's root filesystem: the
+// config's root.path, relative to the bundle unless absolute.
+func RootfsPath(bundle string, spec *specs.Spec) string {
+	if spec == nil || spec.Root == nil || spec.Root.Path == "" {
+		return filepath.Join(bundle, "rootfs")
+	}
+	if filepath.IsAbs(spec.Root.Path) {
+		return filepath.Clean(spec.Root.Path)
+	}
+	return filepath.Join(bundle, spec.Root.Path)
+}

@@ -1,0 +1,257 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imans-project/imans/report"
+)
+
+// startRun starts a container in the background; the returned function
+// waits for it with the run deadline.
+func (e *hookEnv) startRun(b *bundle, id string) func() runResult {
+	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+	cmd := e.runCmd(ctx, "runc", b, id)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		cancel()
+		e.t.Fatal(err)
+	}
+	return func() runResult {
+		defer cancel()
+		err := cmd.Wait()
+		if ctx.Err() != nil {
+			e.t.Fatalf("runc run %s: no end within %s (a hang)\n%s", id, runTimeout, out.String())
+		}
+		return runResult{out: out.String(), err: err, took: time.Since(start)}
+	}
+}
+
+// waitFile waits until path exists and returns its first number.
+func waitPid(t *testing.T, path string) int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		data, err := os.ReadFile(path)
+		if f := strings.Fields(string(data)); err == nil && len(f) > 0 {
+			if pid, err := strconv.Atoi(f[0]); err == nil && pid > 0 {
+				return pid
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("%s: no pid within 10s", path)
+	return 0
+}
+
+// sleeper is a script that reads itself, then waits for a file in /tmp of
+// the container... which the test cannot reach; it just sleeps long enough
+// for the test to act.
+const sleeper = "echo started\nsleep 2\necho done\n"
+
+func TestHookCollectorKilled(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("k", sleeper, 0)
+	wait := e.startRun(b, "killed-collector")
+
+	pid := waitPid(t, filepath.Join(e.runDir, "killed-collector", "collector.pid"))
+	time.Sleep(300 * time.Millisecond)
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	if res := wait(); res.err != nil {
+		t.Fatalf("run: %v\n%s", res.err, res.out)
+	}
+
+	r := e.reportOf("killed-collector")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "was not running at stop") {
+		t.Errorf("verdict %s, reasons %q: want incomplete naming the collector", r.Verdict,
+			r.Incomplete)
+	}
+	if left, _ := os.ReadDir(e.runDir); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+	if swtpmOf(t, e.runDir) {
+		t.Error("a swtpm of the test is still running")
+	}
+}
+
+func TestHookTPMKilled(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("k", sleeper, 0)
+	wait := e.startRun(b, "killed-tpm")
+
+	pid := waitPid(t, filepath.Join(e.runDir, "killed-tpm", "tpm", "swtpm.pid"))
+	time.Sleep(300 * time.Millisecond)
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	if res := wait(); res.err != nil {
+		t.Fatalf("run: %v\n%s", res.err, res.out)
+	}
+
+	r := e.reportOf("killed-tpm")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "tpm") {
+		t.Errorf("verdict %s, reasons %q: want incomplete naming the tpm", r.Verdict,
+			r.Incomplete)
+	}
+}
+
+func TestHookReportFolderNotWritable(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	// A file where the reports folder should be: even root cannot write
+	// into it.
+	must(t, os.MkdirAll(e.stateDir, 0o700))
+	must(t, os.WriteFile(filepath.Join(e.stateDir, "reports"), nil, 0o600))
+	b := e.newBundle("w", demoScript, 0)
+	res := e.run("runc", b, "unwritable")
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s (poststop must not fail the run)", res.err, res.out)
+	}
+
+	// The report is kept in the run folder, whole, and the log says so.
+	kept := filepath.Join(e.runDir, "unwritable", "report.json")
+	r, err := report.Read(kept)
+	if err != nil {
+		t.Fatalf("report kept in the run folder: %v", err)
+	}
+	checkWhole(t, r)
+	logData, _ := os.ReadFile(filepath.Join(e.stateDir, "imans.log"))
+	if !strings.Contains(string(logData), "write report") {
+		t.Errorf("log does not name the failed write:\n%s", logData)
+	}
+}
+
+func TestHookContainerExitsAtOnce(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("q", demoScript, 0)
+	b.spec.Process.Args = []string{"/bin/true"}
+	b.save(t)
+	if res := e.run("runc", b, "at-once"); res.err != nil {
+		t.Fatalf("run: %v\n%s", res.err, res.out)
+	}
+	r := e.reportOf("at-once")
+	checkWhole(t, r)
+	if r.Verdict == report.Incomplete {
+		t.Errorf("verdict %s", r.Verdict)
+	}
+}
+
+func TestHookEnforceRefuses(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("x", demoScript, 0)
+	// No IMA namespaces on this kernel: the kernel backend cannot start,
+	// and enforce mode refuses the container.
+	b.spec.Annotations["io.imans.mode"] = "enforce"
+	b.spec.Annotations["io.imans.backend"] = "kernel"
+	b.save(t)
+	res := e.run("runc", b, "refused")
+	if res.err == nil || !strings.Contains(res.out, "imans: create-runtime refused:") {
+		t.Fatalf("enforce with an impossible backend: %v\n%s", res.err, res.out)
+	}
+	if strings.Contains(res.out, "hello from imans") {
+		t.Error("the refused container ran")
+	}
+
+	// In audit mode the same container runs, and its report says why it
+	// is incomplete.
+	b.spec.Annotations["io.imans.mode"] = "audit"
+	b.save(t)
+	if res := e.run("runc", b, "audited"); res.err != nil {
+		t.Fatalf("audit run: %v\n%s", res.err, res.out)
+	}
+	r := e.reportOf("audited")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "backend kernel") {
+		t.Errorf("audit: %s %q", r.Verdict, r.Incomplete)
+	}
+}
+
+func TestHookPoststopAlone(t *testing.T) {
+	e := newHookEnv(t)
+	state := []byte(`{"ociVersion":"1.0","id":"lonely","status":"stopped","pid":0,` +
+		`"bundle":"/nonexistent","annotations":{"io.imans.enable":"true"}}`)
+	_, errOut, code := e.imans(state, "hook", "poststop")
+	if code != 0 {
+		t.Fatalf("poststop without createRuntime: exit %d %s", code, errOut)
+	}
+	r := e.reportOf("lonely")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "createRuntime did not run") {
+		t.Errorf("%s %q", r.Verdict, r.Incomplete)
+	}
+	before, _ := os.ReadFile(filepath.Join(e.stateDir, "reports", "lonely.json"))
+
+	// Again: harmless, the report stays.
+	if _, errOut, code := e.imans(state, "hook", "poststop"); code != 0 {
+		t.Fatalf("second poststop: exit %d %s", code, errOut)
+	}
+	after, _ := os.ReadFile(filepath.Join(e.stateDir, "reports", "lonely.json"))
+	if !bytes.Equal(before, after) {
+		t.Error("second poststop rewrote the report")
+	}
+
+	// A container without io.imans.enable gets nothing.
+	other := []byte(`{"ociVersion":"1.0","id":"plain","status":"stopped","bundle":"/x"}`)
+	if _, _, code := e.imans(other, "hook", "poststop"); code != 0 {
+		t.Fatalf("poststop of a plain container: exit %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(e.stateDir, "reports", "plain.json")); err == nil {
+		t.Error("a report for a container without io.imans.enable")
+	}
+}
+
+func TestHookBadStdin(t *testing.T) {
+	e := newHookEnv(t)
+	cases := []struct {
+		name  string
+		stdin []byte
+		want  string
+	}{
+		{"malformed", []byte(`{"id": "a", "bundle": `), "oci state"},
+		{"bad id", []byte(`{"id":"../../etc","bundle":"/b"}`), "bad container id"},
+		{"oversized", bytes.Repeat([]byte("x"), 2<<20), "larger than 1 MiB"},
+		{"empty", nil, "stdin is empty"},
+	}
+	for _, c := range cases {
+		start := time.Now()
+		_, errOut, code := e.imans(c.stdin, "hook", "create-runtime")
+		if code != 1 || !strings.Contains(errOut, c.want) ||
+			strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+			t.Errorf("create-runtime, %s stdin: exit %d, stderr %q; want 1 and one line with %q",
+				c.name, code, errOut, c.want)
+		}
+		_, errOut, code = e.imans(c.stdin, "hook", "poststop")
+		if code != 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("poststop, %s stdin: exit %d, stderr %q; want 0 and %q",
+				c.name, code, errOut, c.want)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Errorf("%s: took %s", c.name, d)
+		}
+	}
+	if entries, _ := os.ReadDir(e.runDir); len(entries) != 0 {
+		t.Errorf("bad stdin left run folders: %v", entries)
+	}
+}
+
+func anyContains(list []string, s string) bool {
+	for _, x := range list {
+		if strings.Contains(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// swtpmOf reports whether a swtpm serving a folder under dir still runs.
+func swtpmOf(t *testing.T, dir string) bool {
+	out, _ := exec.Command("pgrep", "-af", "swtpm").Output()
+	return strings.Contains(string(out), dir)
+}
