@@ -1,0 +1,226 @@
+package tpm
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/imans-project/imans/internal/testenv"
+)
+
+func TestSwtpmDetached(t *testing.T) {
+	testenv.Command(t, "swtpm")
+
+	// A descriptor without close-on-exec, as a hook inherits from its
+	// runtime: swtpm must not get it.
+	var p [2]int
+	if err := syscall.Pipe(p[:]); err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(p[0])
+	defer syscall.Close(p[1])
+
+	s := startSwtpm(t)
+	proc := "/proc/" + strconv.Itoa(s.Pid)
+
+	sid, err := os.ReadFile(proc + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name: state ppid pgrp session.
+	f := strings.Fields(string(sid[bytes.LastIndexByte(sid, ')')+1:]))
+	if f[3] != strconv.Itoa(s.Pid) {
+		t.Errorf("swtpm session %s, want its own (%d)", f[3], s.Pid)
+	}
+
+	for fd := range 3 {
+		target, err := os.Readlink(fmt.Sprintf("%s/fd/%d", proc, fd))
+		if err != nil || target != "/dev/null" {
+			t.Errorf("swtpm fd %d -> %q (%v), want /dev/null", fd, target, err)
+		}
+	}
+	pipeIno := func(fd int) string {
+		l, _ := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", fd))
+		return l
+	}
+	fds, err := os.ReadDir(proc + "/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range fds {
+		l, _ := os.Readlink(proc + "/fd/" + e.Name())
+		if l == pipeIno(p[0]) || l == pipeIno(p[1]) {
+			t.Errorf("swtpm inherited fd %s -> %s", e.Name(), l)
+		}
+	}
+
+	pid, err := os.ReadFile(filepath.Join(s.Dir, SwtpmPidFile))
+	if err != nil || strings.TrimSpace(string(pid)) != strconv.Itoa(s.Pid) {
+		t.Errorf("pid file %q (%v), want %d", pid, err, s.Pid)
+	}
+	if s.Addr != "unix:"+filepath.Join(s.Dir, SwtpmSocket) {
+		t.Errorf("Addr %s", s.Addr)
+	}
+}
+
+func TestStopSwtpmDir(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	s, err := StartSwtpm(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+
+	// A second instance for the same folder is refused.
+	if _, err := StartSwtpm(context.Background(), dir); !errors.Is(err, ErrSwtpmRunning) {
+		t.Fatalf("second StartSwtpm: %v, want ErrSwtpmRunning", err)
+	}
+
+	// Another process stops it knowing only the folder.
+	if err := StopSwtpmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("swtpm still running after StopSwtpmDir")
+	}
+	for _, name := range []string{SwtpmSocket, SwtpmControl, SwtpmPidFile} {
+		if _, err := os.Stat(filepath.Join(dir, name)); !os.IsNotExist(err) {
+			t.Errorf("%s left behind: %v", name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "tpm2-00.permall")); err != nil {
+		t.Errorf("TPM state removed: %v", err)
+	}
+
+	// Stopping again, or a folder that never had one, is no error.
+	if err := StopSwtpmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := StopSwtpmDir(shortDir(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestSwtpmRestartAfterCrash(t *testing.T) {
+	s, tp := openSwtpm(t)
+	ak, err := tp.CreateAK(AKOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := ak.PublicWire()
+	tp.Close()
+
+	// A crash leaves the sockets and the pid file behind.
+	if err := syscall.Kill(s.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-s.done
+	if _, err := os.Stat(filepath.Join(s.Dir, SwtpmSocket)); err != nil {
+		t.Fatalf("expected a stale socket: %v", err)
+	}
+
+	// The pid of the dead swtpm may meanwhile belong to another program:
+	// pretend it is this test process, which must survive.
+	if err := os.WriteFile(filepath.Join(s.Dir, SwtpmPidFile),
+		[]byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := startSwtpm(t, s.Dir)
+	tp2, err := Open(s2.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp2.Close()
+	ak2, err := tp2.CreateAK(AKOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ak2.Close()
+	if !bytes.Equal(key, ak2.PublicWire()) {
+		t.Fatal("the restarted TPM has lost its endorsement seed")
+	}
+	v, err := tp2.ReadPCR(10, "sha256")
+	if err != nil || !bytes.Equal(v["sha256"], make([]byte, 32)) {
+		t.Fatalf("pcr 10 after restart %x, %v; want zeros", v, err)
+	}
+}
+
+func TestSwtpmStartFailureIsClear(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	// A state folder swtpm cannot use: its state file is a folder.
+	dir := filepath.Join(shortDir(t), "tpm")
+	if err := os.MkdirAll(filepath.Join(dir, "tpm2-00.permall"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := StartSwtpm(ctx, dir)
+	if !errors.Is(err, ErrSwtpmStart) || !strings.Contains(err.Error(), dir) {
+		t.Fatalf("StartSwtpm on a broken state: %v, want ErrSwtpmStart", err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Fatalf("failure took %v", time.Since(start))
+	}
+	t.Logf("error: %v", err)
+}
+
+func TestOpenTCP(t *testing.T) {
+	bin := testenv.Command(t, "swtpm")
+	dir := shortDir(t)
+	port := freePort(t)
+	cmd := exec.Command(bin, "socket", "--tpm2", "--server",
+		"type=tcp,port="+strconv.Itoa(port), "--ctrl", "type=tcp,port="+strconv.Itoa(port+1),
+		"--tpmstate", "dir="+dir, "--flags", "not-need-init,startup-clear")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}()
+
+	addr := "tcp:127.0.0.1:" + strconv.Itoa(port)
+	var tp *TPM
+	var err error
+	for range 200 {
+		if tp, err = Open(addr); err == nil {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	d := make([]byte, 32)
+	d[31] = 7
+	digests := map[string][]byte{"sha1": make([]byte, 20), "sha256": d,
+		"sha384": make([]byte, 48), "sha512": make([]byte, 64)}
+	if err := tp.Extend(10, digests); err != nil {
+		t.Fatal(err)
+	}
+	v, err := tp.ReadPCR(10, "sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sha256(32 zero bytes || 31 zero bytes 07), computed with Python.
+	const want = "2ebe6807995c988b9d292b535a81546078d93d753a42bf8d15ddcaf2d84be200"
+	if got := hex.EncodeToString(v["sha256"]); got != want {
+		t.Fatalf("pcr 10 sha256 over tcp = %s, want %s", got, want)
+	}
+}
