@@ -72,7 +72,7 @@ type fanotifyCollector struct {
 	log   *Log
 	fd    int      // the fanotify group
 	file  *os.File // fd, for the runtime's poller; owns fd
-	self  int // the collector's own pid
+	self  int      // the collector's own pid
 	cont  containerID
 	marks map[uint64]*mountMark // by mount id
 	cache *onceCache

@@ -31,8 +31,10 @@ type testContainer struct {
 const initScript = `set -e
 mount --make-rprivate /
 mount --bind "$ROOTFS" "$ROOTFS"
+eval "$SETUP"
 echo ready
 read go
+if [ -n "$HELPER" ]; then exec "$HELPER"; fi
 exec chroot "$ROOTFS" /bin/sh -c "$WORKLOAD"
 `
 
@@ -82,11 +84,11 @@ func writeFile(t testing.TB, name, body string, mode os.FileMode) {
 
 // startContainer starts the container's init and waits until its mounts
 // are in place.
-func startContainer(t testing.TB, rootfs, workload string) *testContainer {
+func startContainer(t testing.TB, rootfs, workload string, env ...string) *testContainer {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", initScript)
-	cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "ROOTFS=" + rootfs,
-		"WORKLOAD=" + workload}
+	cmd.Env = append([]string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "ROOTFS=" + rootfs,
+		"WORKLOAD=" + workload}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWNS | syscall.CLONE_NEWPID,
 		Pdeathsig:  syscall.SIGKILL,
