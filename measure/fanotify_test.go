@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -113,4 +114,154 @@ func TestFanotifyExactEntries(t *testing.T) {
 		t.Errorf("status counts %d entries, want %d", st.Entries, len(want))
 	}
 	_ = bytes.Equal
+}
+
+func TestFanotifyChangedFileMeasuredAgain(t *testing.T) {
+	rootfs := newRootfs(t, map[string]string{"data/a.txt": "version one\n"})
+	c := startContainer(t, rootfs, "cat /data/a.txt; cat /data/a.txt; "+
+		"echo 'version two' >/data/a.txt; cat /data/a.txt; cat /data/a.txt")
+	dir := t.TempDir()
+	collect(t, Spec{ID: "t4", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+
+	got := summarize(t, readList(t, dir))
+	if len(got) > 0 {
+		got = got[1:] // /bin/busybox
+	}
+	checkEntries(t, got, []listEntry{
+		{"/data/a.txt", hexSHA256("version one\n")},
+		{"/data/a.txt", hexSHA256("version two\n")},
+	})
+}
+
+func TestFanotifyNotCoveredByPolicy(t *testing.T) {
+	rootfs := newRootfs(t, map[string]string{"data/a.txt": "data\n", "tmp/.keep": ""})
+	setup := `mount -t tmpfs tmpfs "$ROOTFS/tmp"`
+
+	// The built-in policy does not measure tmpfs.
+	c := startContainer(t, rootfs, "echo scratch >/tmp/s.txt; cat /tmp/s.txt; cat /data/a.txt",
+		"SETUP="+setup)
+	dir := t.TempDir()
+	collect(t, Spec{ID: "t5", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+	got := summarize(t, readList(t, dir))
+	if len(got) > 0 {
+		got = got[1:]
+	}
+	checkEntries(t, got, []listEntry{{"/data/a.txt", hexSHA256("data\n")}})
+
+	// A policy that measures executions only gives no entry for a read.
+	c = startContainer(t, rootfs, "cat /data/a.txt")
+	dir = t.TempDir()
+	collect(t, Spec{ID: "t6", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs,
+		Policy: "measure func=BPRM_CHECK\n"}, func() { c.run(t) })
+	bb, _ := os.ReadFile(filepath.Join(rootfs, "bin/busybox"))
+	checkEntries(t, summarize(t, readList(t, dir)),
+		[]listEntry{{"/bin/busybox", hexSHA256(string(bb))}})
+}
+
+func TestFanotifyBindMountNames(t *testing.T) {
+	rootfs := newRootfs(t, map[string]string{"mnt/vol/.keep": ""})
+	vol := t.TempDir()
+	writeFile(t, filepath.Join(vol, "x.txt"), "on a volume\n", 0o644)
+
+	c := startContainer(t, rootfs, "cat /mnt/vol/x.txt",
+		"SETUP=mount --bind "+vol+` "$ROOTFS/mnt/vol"`)
+	dir := t.TempDir()
+	collect(t, Spec{ID: "t7", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+	got := summarize(t, readList(t, dir))
+	if len(got) > 0 {
+		got = got[1:]
+	}
+	checkEntries(t, got, []listEntry{{"/mnt/vol/x.txt", hexSHA256("on a volume\n")}})
+}
+
+func TestFanotifyOddNamesRoundTrip(t *testing.T) {
+	names := []string{"/data/with space.txt", "/data/new\nline.txt", "/data/bad\xff\xfe.txt"}
+	files := map[string]string{}
+	for i, n := range names {
+		files[n[1:]] = fmt.Sprintf("file %d\n", i)
+	}
+	rootfs := newRootfs(t, files)
+	c := startContainer(t, rootfs, `cat "/data/with space.txt"; `+
+		`cat "$(printf '/data/new\nline.txt')"; cat "$(printf '/data/bad\377\376.txt')"`)
+	dir := t.TempDir()
+	collect(t, Spec{ID: "t8", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+
+	want := []listEntry{
+		{"/data/with_space.txt", hexSHA256("file 0\n")},
+		{"/data/new\nline.txt", hexSHA256("file 1\n")},
+		{"/data/bad\xff\xfe.txt", hexSHA256("file 2\n")},
+	}
+	got := summarize(t, readList(t, dir))
+	if len(got) > 0 {
+		got = got[1:]
+	}
+	checkEntries(t, got, want)
+
+	// The ASCII list has the same entries, names raw.
+	f, err := os.Open(filepath.Join(dir, ASCIIListFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var ascii []*ima.Entry
+	rd := ima.NewASCIIReader(f)
+	for {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("ASCII list entry %d: %v", len(ascii), err)
+		}
+		ascii = append(ascii, e)
+	}
+	got = summarize(t, ascii)
+	if len(got) > 0 {
+		got = got[1:]
+	}
+	checkEntries(t, got, want)
+}
+
+func TestFanotifyViolations(t *testing.T) {
+	rootfs := newRootfs(t, map[string]string{"data/v.txt": "read me\n",
+		"data/w.txt": "written\n"})
+	c := startContainer(t, rootfs,
+		// ToMToU: opened for write while open for read.
+		"exec 3</data/v.txt; echo changed >/data/v.txt; exec 3<&-; "+
+			// open_writers: read while open for write.
+			"exec 4>>/data/w.txt; cat /data/w.txt; exec 4>&-")
+	dir := t.TempDir()
+	st := collect(t, Spec{ID: "t9", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+
+	got := summarize(t, readList(t, dir))
+	if len(got) > 0 {
+		got = got[1:]
+	}
+	checkEntries(t, got, []listEntry{
+		{"/data/v.txt", hexSHA256("read me\n")},
+		{"/data/v.txt", ""},
+		{"/data/w.txt", hexSHA256("written\n")},
+		{"/data/w.txt", ""},
+	})
+	if st.Violations != 2 {
+		t.Errorf("status counts %d violations, want 2", st.Violations)
+	}
+}
+
+func TestFanotifyQuickExit(t *testing.T) {
+	rootfs := newRootfs(t, map[string]string{"app/q.sh": "#!/bin/sh\nexit 0\n"})
+	c := startContainer(t, rootfs, "exec /app/q.sh")
+	dir := t.TempDir()
+	collect(t, Spec{ID: "t10", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+	got := summarize(t, readList(t, dir))
+	if len(got) > 0 {
+		got = got[1:]
+	}
+	checkEntries(t, got, []listEntry{{"/app/q.sh", hexSHA256("#!/bin/sh\nexit 0\n")}})
 }
