@@ -320,8 +320,8 @@ func (p *ruleParser) lsm(key, val string) (string, string) {
 	if p.r.LSM[slot] != "" {
 		return key + " given twice", errEINVAL
 	}
-	if !p.prof.hasLSM(key) {
-		return "no active LSM takes " + key + " rules", errEINVAL
+	if !p.prof.hasLSM(key, val) {
+		return "the active LSM takes no " + key + " rule with this value", errEINVAL
 	}
 	p.r.LSM[slot] = val
 	return "", ""
@@ -429,13 +429,14 @@ func (p *ruleParser) template(val string) (string, string) {
 	if p.r.Action != Measure {
 		return "template= needs the measure action before it", errEINVAL
 	}
-	if !p.prof.hasTemplate(val) {
+	name, ok := p.prof.template(val)
+	if !ok {
 		return "unknown template", errEINVAL
 	}
 	if p.r.Template != "" {
 		return "template given twice", errEINVAL
 	}
-	p.r.Template = val
+	p.r.Template = name
 	return "", ""
 }
 

@@ -55,6 +55,10 @@ type Profile struct {
 	// takes. The kernel refuses the others while the boot policy is
 	// still in force, that is for the first policy written.
 	LSMKeys []string
+	// LSMLabels, when not nil, are the only values the active LSM knows
+	// for those conditions (AppArmor takes subj_role= of a loaded
+	// profile only).
+	LSMLabels []string
 	// Namespace restricts the actions to those the namespace takes.
 	Namespace Namespace
 	// MaxRules is the most rules one policy may have; 0 for no limit.
@@ -72,32 +76,55 @@ var hashAlgoNames = []string{"md4", "md5", "sha1", "rmd160", "sha256",
 	"wp384", "wp512", "tgr128", "tgr160", "tgr192", "sm3", "streebog256",
 	"streebog512", "sha3-256", "sha3-384", "sha3-512"}
 
+// templateFormats are the kernel's built-in templates by name, with their
+// formats: template= takes either, and the kernel shows the name.
+var templateFormats = [][2]string{
+	{"ima", "d|n"},
+	{"ima-ng", "d-ng|n-ng"},
+	{"ima-ngv2", "d-ngv2|n-ng"},
+	{"ima-sig", "d-ng|n-ng|sig"},
+	{"ima-sigv2", "d-ngv2|n-ng|sig"},
+	{"ima-buf", "d-ng|n-ng|buf"},
+	{"ima-modsig", "d-ng|n-ng|sig|d-modsig|modsig"},
+	{"evm-sig", "d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|iuid|igid|imode"},
+}
+
 // builtinTemplates are the template names every kernel of 6.1 and later
 // knows.
 func builtinTemplates() []string {
-	return []string{"ima", "ima-ng", "ima-ngv2", "ima-sig", "ima-sigv2",
-		"ima-buf", "ima-modsig", "evm-sig"}
+	var out []string
+	for _, t := range templateFormats {
+		out = append(out, t[0])
+	}
+	return out
 }
 
-// Linux61 is Debian's 6.1 kernel as a policy checker sees it.
+// Linux61 is Debian's 6.1 kernel as a policy checker sees it, booted with
+// AppArmor and without modules (the qemu harness's initramfs). What it
+// takes was recorded from the kernel itself (testdata/oracle): no
+// CONFIG_IMA_APPRAISE_MODSIG, sha512 and sha384 not available to
+// appraise_algos= (they live in a module), AppArmor's subj_role= only for
+// loaded profiles.
 func Linux61() Profile {
 	return Profile{
 		Name:      "6.1",
-		ModSig:    true,
 		KeyCheck:  true,
 		Templates: builtinTemplates(),
-		HashAlgos: []string{"md5", "sha1", "sha256", "sha384", "sha512",
-			"sha224"},
-		LSMKeys: []string{"subj_role"},
+		HashAlgos: []string{"sha1", "sha224", "sha256"},
+		LSMKeys:   []string{"subj_role"},
+		LSMLabels: []string{"unconfined"},
 	}
 }
 
-// Linux612 is Debian's 6.12 kernel as a policy checker sees it.
+// Linux612 is Debian's 6.12 kernel as a policy checker sees it, booted as
+// Linux61. It adds MMAP_CHECK_REQPROT, takes any appraise_flag= (ignored),
+// and offers sha384 and sha512 to appraise_algos=.
 func Linux612() Profile {
 	p := Linux61()
 	p.Name = "6.12"
 	p.ReqProt = true
 	p.SigImpliesBlacklist = true
+	p.HashAlgos = []string{"sha1", "sha224", "sha256", "sha384", "sha512"}
 	return p
 }
 
@@ -154,11 +181,22 @@ func ProfileByName(name string) (Profile, error) {
 	return Profile{}, fmt.Errorf("unknown namespace variant %q", ns)
 }
 
-func (p *Profile) hasTemplate(name string) bool { return slices.Contains(p.Templates, name) }
+// template returns the name of the template given by name or format.
+func (p *Profile) template(s string) (string, bool) {
+	for _, t := range templateFormats {
+		if (s == t[0] || s == t[1]) && slices.Contains(p.Templates, t[0]) {
+			return t[0], true
+		}
+	}
+	return "", false
+}
 
 func (p *Profile) hasAlgo(name string) bool { return slices.Contains(p.HashAlgos, name) }
 
-func (p *Profile) hasLSM(key string) bool { return slices.Contains(p.LSMKeys, key) }
+func (p *Profile) hasLSM(key, val string) bool {
+	return slices.Contains(p.LSMKeys, key) &&
+		(p.LSMLabels == nil || slices.Contains(p.LSMLabels, val))
+}
 
 // allowsAction reports whether the profile's namespace takes the action.
 func (p *Profile) allowsAction(a Action) bool {

@@ -214,13 +214,13 @@ func (s *Spec) setPolicy(val, configDir string) error {
 		}
 		text, source = string(data), val
 	}
-	if strings.TrimSpace(text) == "" {
-		return errors.New("empty policy")
-	}
-
 	p, err := Parse(text)
 	if err != nil {
 		return fmt.Errorf("policy %s: %w", source, err)
+	}
+	if len(p.Rules) == 0 {
+		// The kernel refuses an empty policy when the file is closed.
+		return fmt.Errorf("policy %s: empty policy (no rules)", source)
 	}
 	s.PolicyText, s.Policy, s.PolicySource = text, p, source
 	return nil

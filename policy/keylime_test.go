@@ -1,0 +1,69 @@
+package policy
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseKeylime(t *testing.T) {
+	data, err := os.ReadFile("testdata/keylime/good.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := ParseKeylime(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Digests["/bin/busybox"]; len(got) != 1 || got[0] != "sha256:"+emptySHA256 {
+		t.Errorf("busybox: %v", got)
+	}
+	if len(e.Excludes) != 2 || e.Excludes[1] != `\.pyc$` {
+		t.Errorf("excludes: %q", e.Excludes)
+	}
+}
+
+func TestParseKeylimeBad(t *testing.T) {
+	tests := map[string]string{
+		"no-meta.json":      "no meta.version",
+		"version2.json":     "meta.version 2, want 1",
+		"short-digest.json": `"/bin/sh"[0]`,
+		"lookahead.json":    "excludes[0]",
+		"digests-list.json": "cannot unmarshal array",
+		"no-digests.json":   `no "digests" member`,
+		"relative.json":     `path "bin/sh" is not absolute`,
+		"allowlist.txt":     "invalid character",
+	}
+	for name, want := range tests {
+		data, err := os.ReadFile("testdata/keylime/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ParseKeylime(data)
+		if err == nil || !strings.Contains(err.Error(), want) ||
+			!strings.HasPrefix(err.Error(), "keylime runtime policy: ") {
+			t.Errorf("%s: %v, want %q", name, err, want)
+		}
+	}
+}
+
+func TestNormalizeDigest(t *testing.T) {
+	good := map[string]string{
+		emptySHA1:                           "sha1:" + emptySHA1,
+		strings.ToUpper(emptySHA256):        "sha256:" + emptySHA256,
+		"SHA256:" + emptySHA256:             "sha256:" + emptySHA256,
+		"sha384:" + strings.Repeat("a", 96): "sha384:" + strings.Repeat("a", 96),
+		strings.Repeat("b", 128):            "sha512:" + strings.Repeat("b", 128),
+	}
+	for in, want := range good {
+		if got, err := NormalizeDigest(in); err != nil || got != want {
+			t.Errorf("%q: %q %v", in, got, err)
+		}
+	}
+	for _, bad := range []string{"", "sha1:", "abc", "sha1:" + emptySHA256, "crc:00",
+		"sha256:" + emptySHA256 + "0", "sha256:g" + emptySHA256[1:]} {
+		if got, err := NormalizeDigest(bad); err == nil {
+			t.Errorf("%q accepted as %q", bad, got)
+		}
+	}
+}
