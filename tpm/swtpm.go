@@ -133,7 +133,11 @@ func (s *Swtpm) waitReady(ctx context.Context) error {
 	}
 	deadline, _ := ctx.Deadline()
 
-	pause := 200 * time.Microsecond
+	// The socket accepts as soon as swtpm has bound it, before the TPM
+	// is ready; the probe's command then waits in the socket's queue
+	// until the TPM answers. So only the moments before the bind are
+	// polled, in short pauses.
+	pause := 100 * time.Microsecond
 	for {
 		select {
 		case <-s.done:
@@ -157,7 +161,7 @@ func (s *Swtpm) waitReady(ctx context.Context) error {
 		case <-s.done:
 		case <-time.After(pause):
 		}
-		pause = min(2*pause, 5*time.Millisecond)
+		pause = min(2*pause, time.Millisecond)
 	}
 }
 
