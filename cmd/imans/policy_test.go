@@ -1,0 +1,58 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestPolicyCommandExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, text string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good", "dont_measure fsmagic=0x01021994\nmeasure func=FILE_CHECK\n")
+	bad := write("bad", "measure func=NOPE\n")
+	appraise := write("appraise", "appraise func=BPRM_CHECK\n")
+
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	stdout, stderr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = devnull, devnull
+	defer func() { os.Stdout, os.Stderr = stdout, stderr }()
+
+	tests := []struct {
+		args []string
+		want int
+	}{
+		{[]string{"policy", "check", good}, 0},
+		{[]string{"policy", "check", "--namespace", "dev", good}, 0},
+		{[]string{"policy", "check", "--namespace", "v15", good}, 1},
+		{[]string{"policy", "check", bad}, 1},
+		{[]string{"policy", "check", appraise}, 0},
+		{[]string{"policy", "check", "--namespace", "dev", appraise}, 1},
+		{[]string{"policy", "check", "--kernel", "5.4", good}, 2},
+		{[]string{"policy", "check", filepath.Join(dir, "missing")}, 2},
+		{[]string{"policy", "check"}, 2},
+		{[]string{"policy", "show"}, 0},
+		{[]string{"policy", "show", "--canonical", "--kernel", "6.1"}, 0},
+		{[]string{"policy", "eval", "--func", "BPRM_CHECK", "--mask", "MAY_EXEC"}, 0},
+		{[]string{"policy", "eval", "--uid", "100000", "--uid-map", "/proc/self/uid_map",
+			good}, 0},
+		{[]string{"policy", "eval", "--fsmagic", "zz"}, 2},
+		{[]string{"policy", "eval", "--func", "NOPE"}, 2},
+		{[]string{"policy", "eval", bad}, 1},
+	}
+	for _, tc := range tests {
+		if got := run(append([]string{"imans"}, tc.args...)); got != tc.want {
+			t.Errorf("imans %v: exit %d, want %d", tc.args, got, tc.want)
+		}
+	}
+}
