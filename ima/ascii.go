@@ -16,8 +16,8 @@ import (
 // such an entry ends.
 const maxNameLines = 64
 
-// maxNameJoin bounds the bytes a name continued on later lines may add
-// (a path has at most 4096 bytes).
+// maxNameJoin bounds the bytes a name continued on later lines may add in
+// all (a path has at most 4096 bytes).
 const maxNameJoin = 8192
 
 // nextASCII parses the ASCII entry at the reader's position and returns
@@ -32,7 +32,7 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 	}
 
 	var first error
-	lines := 1
+	lines, firstEnd := 1, end
 	for {
 		text := rd.buf[rd.r : rd.r+end]
 		e, perr := parseASCIILine(text)
@@ -55,7 +55,7 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 			break
 		}
 		next, err := rd.lineEnd(end + 1)
-		if err != nil || next-end > maxNameJoin {
+		if err != nil || next-firstEnd > maxNameJoin {
 			break
 		}
 		end = next
@@ -119,7 +119,7 @@ func (rd *Reader) lineEnd(from int) (int, error) {
 // nextLooksLikeEntry reports whether the text after end starts an entry
 // (or there is none): "PCR hash template".
 func (rd *Reader) nextLooksLikeEntry(end int) bool {
-	if rd.r+end >= rd.w {
+	if rd.fill(end+2) != nil && rd.w-rd.r <= end+1 {
 		return true
 	}
 	next, err := rd.lineEnd(end + 1)
