@@ -319,3 +319,35 @@ func TestActivateEmptyPolicy(t *testing.T) {
 		t.Errorf("activated for an empty policy")
 	}
 }
+
+// FuzzActivateStandin checks, for any policy text, that the activation
+// and the stand-in agree: either the policy is committed whole and the
+// list alone is left open, or an error leaves no rule and no descriptor.
+func FuzzActivateStandin(f *testing.F) {
+	f.Add(testPolicy)
+	f.Add("appraise func=BPRM_CHECK\n")
+	f.Add("dont_measure fsmagic=10\nmeasure uid=007 pcr=11\n# c\n\n")
+	f.Add("measure func=FILE_CHECK mask=^MAY_READ euid>5\n")
+
+	f.Fuzz(func(t *testing.T, policy string) {
+		fs := imanstest.New(imanstest.Measure)
+		act, err := imans.Activate(fs, policy, nil)
+		rules := fs.Rules()
+
+		if err != nil {
+			if len(rules) != 0 {
+				t.Fatalf("error %v, yet %d rules committed: %q", err, len(rules), rules)
+			}
+			if n := fs.OpenFiles(); n != 0 {
+				t.Fatalf("error %v left %d descriptors open", err, n)
+			}
+			return
+		}
+		if len(rules) != act.Rules || act.Rules == 0 {
+			t.Fatalf("%d rules committed, Activation says %d", len(rules), act.Rules)
+		}
+		if n := fs.OpenFiles(); n != 1 {
+			t.Fatalf("%d descriptors open after success, want 1", n)
+		}
+	})
+}

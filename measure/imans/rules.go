@@ -59,13 +59,28 @@ func normalizeRule(text string) string {
 		if alias, ok := funcAliases[value]; ok && key == "func" {
 			value = alias
 		}
-		if n, err := strconv.ParseUint(value, 0, 64); err == nil {
+		if n, ok := parseNumber(key, value); ok {
 			value = strconv.FormatUint(n, 10)
 		}
 		opts = append(opts, key+op+value)
 	}
 	slices.Sort(opts)
 	return words[0] + " " + strings.Join(opts, " ")
+}
+
+// parseNumber reads the value of a numeric option as the kernel does:
+// fsmagic in hexadecimal (with or without 0x), ids and pcr in decimal.
+func parseNumber(key, value string) (uint64, bool) {
+	switch key {
+	case "fsmagic":
+		v := strings.TrimPrefix(strings.TrimPrefix(value, "0x"), "0X")
+		n, err := strconv.ParseUint(v, 16, 64)
+		return n, err == nil
+	case "uid", "euid", "gid", "egid", "fowner", "fgroup", "pcr":
+		n, err := strconv.ParseUint(value, 10, 64)
+		return n, err == nil
+	}
+	return 0, false
 }
 
 // cutOperator splits an option word such as "uid>=5" or "fsmagic=0x9fa0"
