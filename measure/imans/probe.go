@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -145,4 +146,45 @@ func probeHere() probeResult {
 		return no(ReasonNoNamespaces)
 	}
 	return probeResult{OK: true, Reason: reasonAvailable}
+}
+
+// probeFile is the on-disk form of a probe's answer, for ProbeCached.
+type probeFile struct {
+	BootID string `json:"boot_id"`
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason"`
+}
+
+// ProbeCached is Probe with its answer kept in the file at path for the
+// rest of the boot, so that short-lived processes (one hook per container)
+// probe once per boot rather than once each: a probe costs a child process
+// (about 7 ms), reading the file about a tenth of a millisecond. The file
+// is written atomically; one from another boot, or unreadable, is ignored
+// and replaced. A failure to write it only costs the next caller a probe.
+func ProbeCached(path string) (ok bool, reason string) {
+	bootID := readBootID()
+	if b, err := os.ReadFile(path); err == nil && bootID != "" {
+		var pf probeFile
+		if json.Unmarshal(b, &pf) == nil && pf.BootID == bootID && pf.Reason != "" {
+			return pf.OK, pf.Reason
+		}
+	}
+
+	ok, reason = Probe()
+	if bootID == "" {
+		return ok, reason
+	}
+	b, _ := json.Marshal(probeFile{BootID: bootID, OK: ok, Reason: reason})
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".probe-*")
+	if err != nil {
+		return ok, reason
+	}
+	_, werr := tmp.Write(append(b, '\n'))
+	if cerr := tmp.Close(); werr == nil && cerr == nil {
+		werr = os.Rename(tmp.Name(), path)
+	}
+	if werr != nil {
+		os.Remove(tmp.Name())
+	}
+	return ok, reason
 }

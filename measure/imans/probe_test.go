@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -121,5 +122,59 @@ func TestEnterRefusesSharedUserNamespace(t *testing.T) {
 	}
 	if err := imans.CheckUserNamespace(userNamespaceChild(t)); err != nil {
 		t.Errorf("CheckUserNamespace of a process in its own user namespace: %v", err)
+	}
+}
+
+func TestProbeCachedFile(t *testing.T) {
+	testenv.Root(t)
+	requireNoIMANamespaces(t)
+	path := filepath.Join(t.TempDir(), "kernel-probe.json")
+
+	ok, reason := imans.ProbeCached(path)
+	if ok || reason != imans.ReasonNoUserNamespaceMount {
+		t.Fatalf("ProbeCached = %v, %q", ok, reason)
+	}
+	b, err := os.ReadFile(path)
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil || !strings.Contains(string(b), strings.TrimSpace(string(boot))) {
+		t.Fatalf("cache file %q (%v) lacks this boot's id", b, err)
+	}
+
+	// The file's answer is used as long as the boot id matches, and
+	// ignored once it does not (another boot).
+	fake := `{"boot_id":"` + strings.TrimSpace(string(boot)) + `","ok":true,"reason":"from file"}`
+	os.WriteFile(path, []byte(fake), 0o644)
+	if ok, reason := imans.ProbeCached(path); !ok || reason != "from file" {
+		t.Errorf("ProbeCached ignored a file of this boot: %v, %q", ok, reason)
+	}
+	os.WriteFile(path, []byte(`{"boot_id":"other","ok":true,"reason":"from file"}`), 0o644)
+	if ok, reason := imans.ProbeCached(path); ok || reason != imans.ReasonNoUserNamespaceMount {
+		t.Errorf("ProbeCached used another boot's answer: %v, %q", ok, reason)
+	}
+}
+
+// BenchmarkEnterUntilMount is the cost of the activation helper on a
+// kernel without IMA namespaces: re-execution, setns and unshare in the
+// constructor, the request, the steps up to the refused mount, the answer.
+// On a kernel with the series, the IMA steps come on top of it.
+func BenchmarkEnterUntilMount(b *testing.B) {
+	testenv.Root(b)
+	cmd := exec.Command("/bin/sleep", "600")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: 100000, Size: 65536}},
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+
+	for b.Loop() {
+		_, err := imans.Enter(context.Background(), cmd.Process.Pid,
+			imans.EnterOptions{Policy: testPolicy})
+		if !errors.Is(err, unix.EPERM) {
+			b.Fatalf("Enter: %v, want EPERM at the mount", err)
+		}
 	}
 }
