@@ -70,10 +70,17 @@ func splitList(s string) []string {
 	})
 }
 
+// fallbackPath is searched for a runtime named without a folder when PATH
+// does not have it: conmon runs the runtime with an empty environment.
+var fallbackPath = []string{
+	"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
+}
+
 // FindRuntime returns the absolute path of the first candidate that
 // exists and is not the file self (the wrapper's own executable, compared
 // by device and inode after following links, so that a runtime list or a
-// PATH that leads back to the wrapper cannot make it exec itself).
+// PATH that leads back to the wrapper cannot make it exec itself). A name
+// without a slash is looked up in PATH, then in fallbackPath.
 func FindRuntime(candidates []string, self string) (string, error) {
 	selfInfo, err := os.Stat(self)
 	if err != nil {
@@ -82,7 +89,7 @@ func FindRuntime(candidates []string, self string) (string, error) {
 
 	var tried []string
 	for _, c := range candidates {
-		path, err := exec.LookPath(c)
+		path, err := lookPath(c)
 		if err != nil {
 			tried = append(tried, c+" (not found)")
 			continue
@@ -104,4 +111,17 @@ func FindRuntime(candidates []string, self string) (string, error) {
 		return path, nil
 	}
 	return "", fmt.Errorf("%w: tried %s", ErrNoRuntime, strings.Join(tried, ", "))
+}
+
+func lookPath(name string) (string, error) {
+	path, err := exec.LookPath(name)
+	if err == nil || strings.Contains(name, "/") {
+		return path, err
+	}
+	for _, dir := range fallbackPath {
+		if path, err := exec.LookPath(filepath.Join(dir, name)); err == nil {
+			return path, nil
+		}
+	}
+	return "", err
 }

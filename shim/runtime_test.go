@@ -80,3 +80,18 @@ func TestFindRuntimeInPath(t *testing.T) {
 		t.Fatalf("got %q, err %v; want %q", got, err, bin)
 	}
 }
+
+func TestFindRuntimeFallbackPath(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "myruntime")
+	os.WriteFile(bin, []byte("#!/bin/sh\n"), 0o755)
+	t.Setenv("PATH", "")
+	old := fallbackPath
+	fallbackPath = []string{filepath.Join(dir, "none"), dir}
+	defer func() { fallbackPath = old }()
+
+	got, err := FindRuntime([]string{"myruntime"}, "/proc/self/exe")
+	if err != nil || got != bin {
+		t.Fatalf("got %q, err %v; want %q", got, err, bin)
+	}
+}
