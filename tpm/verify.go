@@ -95,8 +95,8 @@ func verifyQuote(q *Quote, qualifyingData []byte) (*QuoteInfo, error) {
 	}
 
 	if !bytes.Equal(att.ExtraData.Buffer, qualifyingData) {
-		return nil, fmt.Errorf("%w: quote has %x, want %x", ErrQuoteNonce,
-			att.ExtraData.Buffer, qualifyingData)
+		return nil, fmt.Errorf("%w: quote has %s, want %s", ErrQuoteNonce,
+			hexOrEmpty(att.ExtraData.Buffer), hexOrEmpty(qualifyingData))
 	}
 
 	if err := checkPCRDigest(q, quote); err != nil {
@@ -239,4 +239,12 @@ func (q *Quote) ComparePCRs(expected map[string]map[int][]byte) error {
 		return fmt.Errorf("%w: %w: %v", ErrQuote, ErrQuotePCRValue, bad)
 	}
 	return nil
+}
+
+// hexOrEmpty prints bytes in hex, and "(empty)" for none.
+func hexOrEmpty(b []byte) string {
+	if len(b) == 0 {
+		return "(empty)"
+	}
+	return fmt.Sprintf("%x", b)
 }
