@@ -12,6 +12,7 @@ import (
 
 	"github.com/imans-project/imans/ima"
 	"github.com/imans-project/imans/measure/imans"
+	"github.com/imans-project/imans/policy"
 	"github.com/imans-project/imans/tpm"
 )
 
@@ -150,6 +151,14 @@ func NewKernel(spec Spec, opts ...KernelOption) (Collector, error) {
 	}
 	if err := imans.CheckPolicy(spec.Policy); err != nil {
 		return nil, fmt.Errorf("kernel collector: %w", err)
+	}
+	// The development tree's rules: a policy it refuses (appraise, hash)
+	// is named by line and word here, before anything is activated. A
+	// kernel with only v15 also refuses measure rules; its EINVAL names
+	// the rule at activation.
+	prof := policy.DefaultProfile().InNamespace(policy.NamespaceDev)
+	if _, err := policy.ParseProfile(spec.Policy, prof); err != nil {
+		return nil, fmt.Errorf("kernel collector: policy for an IMA namespace: %w", err)
 	}
 	return &kernelCollector{spec: spec, cfg: cfg}, nil
 }

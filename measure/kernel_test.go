@@ -20,6 +20,7 @@ import (
 	"github.com/imans-project/imans/internal/testenv"
 	"github.com/imans-project/imans/measure/imans"
 	"github.com/imans-project/imans/measure/imans/imanstest"
+	"github.com/imans-project/imans/policy"
 	"github.com/imans-project/imans/tpm"
 )
 
@@ -263,10 +264,39 @@ func TestNewKernelChecksSpec(t *testing.T) {
 		{Spec{Dir: "/run/imans/x", Policy: kernelTestPolicy}, "container pid 0"},
 		{Spec{Pid: 5, Policy: kernelTestPolicy}, "no run folder"},
 		{Spec{Pid: 5, Dir: "/run/imans/x", Policy: "# only a comment\n"}, "no rules"},
+		{Spec{Pid: 5, Dir: "/run/imans/x", Policy: "measure func=BPRM_CHECK\n" +
+			"appraise func=BPRM_CHECK\n"},
+			`policy for an IMA namespace: line 2: "appraise": action not allowed`},
 	} {
 		if _, err := NewKernel(tc.spec); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("NewKernel(%+v) = %v, want %q", tc.spec, err, tc.want)
 		}
+	}
+}
+
+func TestKernelCollectorBuiltinPolicy(t *testing.T) {
+	fs := imanstest.New(imanstest.Measure)
+	var closed bool
+	c, err := NewKernel(Spec{ID: "k3", Dir: t.TempDir(), Pid: 1, Backend: Kernel,
+		Policy: policy.BuiltinText()}, withStandin(fs, &closed), WithHostReplayCheck("", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	run := runKernel(t, c, func() {})
+
+	if run.err != nil || !run.ready {
+		t.Fatalf("Run: %v", run.err)
+	}
+	rules := fs.Rules()
+	// 21 dont_* rules for the file systems, 8 measure rules, the
+	// dont_appraise fowner=0 rule; tmpfs reads back without its zero.
+	if len(rules) != 30 || rules[6] != "dont_measure fsmagic=0x1021994" ||
+		rules[29] != "dont_appraise fowner=0" {
+		t.Errorf("%d rules committed:\n%s", len(rules), strings.Join(rules, "\n"))
+	}
+	if len(run.status.Incomplete) != 1 || !strings.Contains(run.status.Incomplete[0], "no TPM") {
+		t.Errorf("Incomplete = %q, want only the missing TPM", run.status.Incomplete)
 	}
 }
 
