@@ -50,7 +50,19 @@ cat /root/data/nested/deep.txt > /dev/null
 // bufPolicy is loaded by the ima-buf sets: keys (the early boot keys
 // queued by the kernel, and one the script adds) and critical data give
 // ima-buf entries; files are measured as under ima_policy=tcb.
-const bufPolicy = `measure func=KEY_CHECK template=ima-buf
+// The pseudo filesystems are left out first (proc, sysfs, debugfs, tmpfs,
+// devpts, binfmt_misc, securityfs, cgroup, nsfs), as tcb does, or the
+// snapshot's own reads of sysfs would be measured between PCRs and lists.
+const bufPolicy = `dont_measure fsmagic=0x9fa0
+dont_measure fsmagic=0x62656572
+dont_measure fsmagic=0x64626720
+dont_measure fsmagic=0x01021994
+dont_measure fsmagic=0x1cd1
+dont_measure fsmagic=0x42494e4d
+dont_measure fsmagic=0x73636673
+dont_measure fsmagic=0x27e0eb
+dont_measure fsmagic=0x6e736673
+measure func=KEY_CHECK template=ima-buf
 measure func=CRITICAL_DATA template=ima-buf
 measure func=BPRM_CHECK
 measure func=FILE_CHECK mask=MAY_READ uid=0
