@@ -33,12 +33,14 @@ const (
 	engReportWait    = 30 * time.Second
 )
 
-// engWrapper returns the imans binary and an imans-runtime link to it.
+// engWrapper returns the imans binary and the imans-runtime link beside
+// it, where `imans install` expects it.
 func engWrapper(t *testing.T) (imans, wrapper string) {
 	t.Helper()
 	imans = imansBinary(t)
-	wrapper = filepath.Join(t.TempDir(), "imans-runtime")
-	if err := os.Symlink(imans, wrapper); err != nil {
+	wrapper = filepath.Join(filepath.Dir(imans), "imans-runtime")
+	err := os.Symlink("imans", wrapper)
+	if err != nil && !errors.Is(err, os.ErrExist) {
 		t.Fatal(err)
 	}
 	return imans, wrapper
