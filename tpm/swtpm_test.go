@@ -224,3 +224,39 @@ func TestOpenTCP(t *testing.T) {
 		t.Fatalf("pcr 10 sha256 over tcp = %s, want %s", got, want)
 	}
 }
+
+func TestReadClockCountsResets(t *testing.T) {
+	s, tp := openSwtpm(t)
+	c1, err := tp.ReadClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	c2, err := tp.ReadClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c2.Time < c1.Time+20 || c2.Clock < c1.Clock+20 {
+		t.Errorf("clock did not advance 20 ms: %+v then %+v", c1, c2)
+	}
+	tp.Close()
+
+	// A restart of swtpm on its state is a TPM reset (Startup(CLEAR)).
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := startSwtpm(t, s.Dir)
+	tp2, err := Open(s2.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp2.Close()
+	c3, err := tp2.ReadClock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c3.ResetCount != c1.ResetCount+1 || c3.RestartCount != 0 {
+		t.Errorf("after restart: reset %d restart %d, before reset %d", c3.ResetCount,
+			c3.RestartCount, c1.ResetCount)
+	}
+}
