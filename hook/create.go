@@ -110,7 +110,7 @@ func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.S
 		Backend:  c.Backend,
 		Policy:   c.PolicyText,
 		HashAlgo: "sha256",
-		TPM:      "unix:" + sock,
+		TPM:      "unix:" + filepath.Join(dir, TPMLink),
 	}
 	if err := WriteJSON(dir, SpecFile, spec); err != nil {
 		return nil, err

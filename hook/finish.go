@@ -42,8 +42,15 @@ type Outcome struct {
 	// Error is the collector's error, if Run returned one.
 	Error string `json:"error,omitempty"`
 	// TPMError is set when the container's TPM could not be started.
-	TPMError string    `json:"tpm_error,omitempty"`
-	Stopped  time.Time `json:"stopped"`
+	TPMError string `json:"tpm_error,omitempty"`
+	// PCR10 is PCR 10 of the container's TPM per bank (lowercase hex),
+	// read after the last extend; PCRError says why it could not be.
+	PCR10    map[string]string `json:"pcr10,omitempty"`
+	PCRError string            `json:"pcr_error,omitempty"`
+	// ContainerExited is true when the collector stopped because the
+	// container's init exited, before any stop request.
+	ContainerExited bool      `json:"container_exited,omitempty"`
+	Stopped         time.Time `json:"stopped"`
 }
 
 // Finished is the result of Finish.
@@ -84,11 +91,24 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	fillInfo(r, rec)
 
 	res.Stop = stopCollector(r, dir)
-	spec := readOutcome(r, dir, rec)
+	spec, out := readOutcome(r, dir, rec)
 	r.Info.Stopped = time.Now().UTC()
 
+	// The collector reads PCR 10 after its last extend and stops the
+	// TPM itself; only when it could not (it died) is the TPM read here.
 	tpmDir := filepath.Join(dir, TPMDir)
-	r.TPM.PCR10 = readTPM(r, spec.TPM)
+	switch {
+	case len(out.PCR10) > 0:
+		r.TPM.PCR10 = out.PCR10
+	case out.PCRError != "":
+		r.Incomplete = append(r.Incomplete, "read pcr 10 of the container tpm: "+out.PCRError)
+	default:
+		pcrs, err := ReadPCR10(spec.TPM)
+		if err != nil {
+			r.Incomplete = append(r.Incomplete, err.Error())
+		}
+		r.TPM.PCR10 = pcrs
+	}
 	list := replayList(r, dir)
 	checkReplay(r)
 
@@ -98,9 +118,12 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	}
 	r.Findings = append(r.Findings, findings...)
 
-	copyLists(r, p, dir, st.ID)
+	copied := copyLists(r, p, dir, st.ID)
 	r.Decide()
 	werr := r.Write(res.Path)
+	if werr == nil && !copied {
+		werr = errors.New("lists not copied next to the report")
+	}
 	if werr != nil {
 		res.Kept = true
 		res.Path = filepath.Join(dir, "report.json")
@@ -161,25 +184,40 @@ func fillInfo(r *report.Report, rec Record) {
 	r.Info.Expectations = rec.Expect
 }
 
-// stopCollector stops the collector and turns how it ended into reasons.
+// stopCollector stops the collector and turns how it ended into reasons. A
+// collector that ended on its own when the container exited, leaving its
+// outcome, ended well.
 func stopCollector(r *report.Report, dir string) StopResult {
 	res, err := StopCollector(dir, StopTimeout)
+	var out Outcome
+	endedWell := ReadJSON(dir, OutcomeFile, &out) == nil && out.ContainerExited
 	switch {
 	case err != nil:
 		r.Incomplete = append(r.Incomplete, err.Error())
+	case !res.WasRunning && endedWell:
 	case !res.WasRunning:
 		r.Incomplete = append(r.Incomplete, fmt.Sprintf(
-			"collector %d was not running at stop: it died or was killed during the run",
-			res.Pid))
+			"collector %d was not running at stop: it died or was killed during the run%s",
+			res.Pid, collectorSaid(dir)))
 	case res.Killed:
 		r.Incomplete = append(r.Incomplete, fmt.Sprintf(
-			"collector %d did not drain within %s and was killed", res.Pid, StopTimeout))
+			"collector %d did not drain within %s and was killed%s", res.Pid, StopTimeout,
+			collectorSaid(dir)))
 	}
 	return res
 }
 
+// collectorSaid returns the last line the collector wrote on stderr, if
+// any, for an incomplete reason.
+func collectorSaid(dir string) string {
+	if line := lastLine(filepath.Join(dir, CollectorLog)); line != "" {
+		return " (its last words: " + line + ")"
+	}
+	return ""
+}
+
 // readOutcome reads the collector's spec and final outcome into r.
-func readOutcome(r *report.Report, dir string, rec Record) measure.Spec {
+func readOutcome(r *report.Report, dir string, rec Record) (measure.Spec, Outcome) {
 	var spec measure.Spec
 	if err := ReadJSON(dir, SpecFile, &spec); err != nil {
 		r.Incomplete = append(r.Incomplete, err.Error())
@@ -189,7 +227,7 @@ func readOutcome(r *report.Report, dir string, rec Record) measure.Spec {
 		if len(rec.Incomplete) == 0 {
 			r.Incomplete = append(r.Incomplete, "collector left no outcome: "+err.Error())
 		}
-		return spec
+		return spec, Outcome{}
 	}
 	if out.Status.Backend != "" {
 		r.Info.Backend = string(out.Status.Backend)
@@ -202,33 +240,31 @@ func readOutcome(r *report.Report, dir string, rec Record) measure.Spec {
 		r.Incomplete = append(r.Incomplete, "container tpm: "+out.TPMError)
 	}
 	r.Incomplete = append(r.Incomplete, out.Status.Incomplete...)
-	return spec
+	return spec, out
 }
 
-// readTPM reads PCR 10 of every bank from the container's TPM.
-func readTPM(r *report.Report, addr string) map[string]string {
+// ReadPCR10 reads PCR 10 of every bank of Banks from the TPM at addr, as
+// lowercase hex, within TPMTimeout per command.
+func ReadPCR10(addr string) (map[string]string, error) {
 	if addr == "" {
-		r.Incomplete = append(r.Incomplete, "no container tpm address recorded")
-		return nil
+		return nil, errors.New("no container tpm address recorded")
 	}
 	t, err := tpm.Open(addr)
 	if err != nil {
-		r.Incomplete = append(r.Incomplete, "container tpm unreachable: "+err.Error())
-		return nil
+		return nil, fmt.Errorf("container tpm unreachable: %w", err)
 	}
 	defer t.Close()
 	t.SetTimeout(TPMTimeout)
 
 	vals, err := t.ReadPCR(10, Banks...)
 	if err != nil {
-		r.Incomplete = append(r.Incomplete, "read pcr 10 of the container tpm: "+err.Error())
-		return nil
+		return nil, fmt.Errorf("read pcr 10 of the container tpm: %w", err)
 	}
 	out := map[string]string{}
 	for bank, v := range vals {
 		out[bank] = hex.EncodeToString(v)
 	}
-	return out
+	return out, nil
 }
 
 // replayList reads the binary list, replays it per bank and returns its
@@ -316,7 +352,10 @@ func checkReplay(r *report.Report) {
 }
 
 // copyLists keeps the lists next to the report, since the run folder goes.
-func copyLists(r *report.Report, p Paths, dir, id string) {
+// Where a copy fails, the report names the list in the run folder, and
+// false tells the caller to keep that folder.
+func copyLists(r *report.Report, p Paths, dir, id string) bool {
+	ok := true
 	pairs := []struct {
 		from, to string
 		field    *string
@@ -325,13 +364,17 @@ func copyLists(r *report.Report, p Paths, dir, id string) {
 		{measure.ASCIIListFile, p.ReportASCIIList(id), &r.Info.ASCIILog},
 	}
 	for _, pr := range pairs {
-		data, err := os.ReadFile(filepath.Join(dir, pr.from))
+		from := filepath.Join(dir, pr.from)
+		data, err := os.ReadFile(from)
 		if err != nil {
 			continue
 		}
 		if err := report.WriteFile(pr.to, data); err != nil {
+			*pr.field = from
+			ok = false
 			continue
 		}
 		*pr.field = pr.to
 	}
+	return ok
 }

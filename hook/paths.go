@@ -22,12 +22,17 @@ const (
 // Files of a container's run folder written by the hook and the collector
 // (the backend's own files are named in package measure).
 const (
-	SpecFile      = "spec.json"
-	RecordFile    = "record.json"
-	PidFile       = "collector.pid"
-	OutcomeFile   = "collector.json"
-	CollectorLog  = "collector.log"
-	TPMDir        = "tpm"
+	SpecFile     = "spec.json"
+	RecordFile   = "record.json"
+	PidFile      = "collector.pid"
+	OutcomeFile  = "collector.json"
+	CollectorLog = "collector.log"
+	TPMDir       = "tpm"
+	// TPMLink is the TPM address the backend is given: a symlink to the
+	// swtpm's socket, made once the swtpm answers. swtpm serves one
+	// client at a time, so a backend connecting early would block the
+	// start's own probe.
+	TPMLink       = "tpm.sock"
 	reportsFolder = "reports"
 )
 

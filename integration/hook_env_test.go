@@ -84,6 +84,9 @@ func newHookEnv(t *testing.T, runtimes ...string) *hookEnv {
 	if fsType(t, e.base) == unix.TMPFS_MAGIC {
 		e.base = tempDir(t, "/var/tmp", "imb")
 	}
+	// A remapped container root must reach its bundle.
+	must(t, os.Chmod(e.base, 0o755))
+	must(t, os.Chmod(filepath.Dir(e.base), 0o755))
 	return e
 }
 

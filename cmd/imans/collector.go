@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -20,6 +22,16 @@ import (
 
 // collectorTPMTimeout bounds the container TPM's start in the collector.
 const collectorTPMTimeout = 10 * time.Second
+
+// collectorAttachGrace is how long after the TPM's start the backend keeps
+// running at least, to attach the TPM before it drains (it retries every
+// few tens of milliseconds).
+const collectorAttachGrace = 250 * time.Millisecond
+
+// collectorCloseTimeout bounds the wait at the end for the TPM to take the
+// last extends; it stays under poststop's StopTimeout so a collector whose
+// TPM died still ends on its own and says why.
+const collectorCloseTimeout = 3 * time.Second
 
 // collectorCommand is `imans collector --dir D`: the detached process that
 // measures one container from createRuntime to poststop. createRuntime
@@ -64,22 +76,49 @@ func collectorMain(dir string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-
 	var out hook.Outcome
-	var wg sync.WaitGroup
-	wg.Add(1)
+	ctx, cancel, exited := collectorWatchContainer(ctx, spec.Pid)
+	defer cancel()
+
+	var swtpm *tpm.Swtpm
+	tpmDone := make(chan struct{})
+	var tpmUp time.Time
 	go func() {
-		defer wg.Done()
+		defer close(tpmDone)
 		tctx, cancel := context.WithTimeout(context.Background(), collectorTPMTimeout)
 		defer cancel()
-		if _, err := tpm.StartSwtpm(tctx, filepath.Join(dir, hook.TPMDir)); err != nil {
+		s, err := tpm.StartSwtpm(tctx, filepath.Join(dir, hook.TPMDir))
+		if err != nil {
 			out.TPMError = err.Error()
+			return
 		}
+		sock := strings.TrimPrefix(s.Addr, "unix:")
+		if err := os.Symlink(sock, filepath.Join(dir, hook.TPMLink)); err != nil {
+			out.TPMError = err.Error()
+			s.Stop()
+			return
+		}
+		swtpm, tpmUp = s, time.Now()
+	}()
+
+	// The backend's context ends after the stop request and after the
+	// TPM is up (or failed), with a grace for the backend to attach it,
+	// so a container that exits within the TPM's start still has its
+	// entries extended.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	go func() {
+		<-ctx.Done()
+		<-tpmDone
+		if !tpmUp.IsZero() {
+			time.Sleep(collectorAttachGrace - time.Since(tpmUp))
+		}
+		stopRun()
 	}()
 
 	var once sync.Once
 	signalled := false
-	status, err := coll.Run(ctx, func() {
+	status, err := coll.Run(runCtx, func() {
 		once.Do(func() {
 			signalled = true
 			hook.SignalReady(ready, nil)
@@ -91,7 +130,20 @@ func collectorMain(dir string) error {
 		}
 		hook.SignalReady(ready, err)
 	}
-	wg.Wait()
+	<-tpmDone
+	out.ContainerExited = exited()
+
+	// The list is closed and every entry extended: read PCR 10 now and
+	// stop the TPM, so nothing of this container outlives the collector
+	// (crun run, a subreaper, waits for every process it inherits).
+	if swtpm != nil {
+		pcrs, perr := hook.ReadPCR10(spec.TPM)
+		out.PCR10 = pcrs
+		if perr != nil {
+			out.PCRError = perr.Error()
+		}
+		swtpm.Stop()
+	}
 
 	out.Status = status
 	if err != nil {
@@ -102,6 +154,41 @@ func collectorMain(dir string) error {
 		return werr
 	}
 	return err
+}
+
+// collectorWatchContainer returns a context also cancelled when the
+// container's init exits, and a function telling whether that happened.
+// Runtimes run poststop only after the container's processes are gone; a
+// subreaper such as `crun run` waits for the collector first, so the
+// collector must end on its own. Without a pid (or a pidfd), only the stop
+// request ends the collector.
+func collectorWatchContainer(ctx context.Context, pid int) (
+	context.Context, context.CancelFunc, func() bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	var exited atomic.Bool
+	if pid <= 0 {
+		return ctx, cancel, exited.Load
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return ctx, cancel, exited.Load
+	}
+	go func() {
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			n, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == nil && n > 0 {
+				exited.Store(true)
+			}
+			cancel()
+			return
+		}
+	}()
+	return ctx, cancel, exited.Load
 }
 
 // collectorReadyPipe returns the ready pipe the hook passed as descriptor
@@ -119,9 +206,9 @@ func collectorReadyPipe() *os.File {
 func collectorBackend(spec measure.Spec) (measure.Collector, error) {
 	switch spec.Backend {
 	case measure.Fanotify:
-		return measure.NewFanotify(spec)
+		return measure.NewFanotify(spec, measure.WithCloseTimeout(collectorCloseTimeout))
 	case measure.Kernel:
-		return nil, fmt.Errorf("kernel backend not built yet")
+		return measure.NewKernel(spec)
 	}
 	return nil, fmt.Errorf("collector: unknown backend %q", spec.Backend)
 }

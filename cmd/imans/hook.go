@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"log/syslog"
 	"os"
+	"path/filepath"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -135,7 +136,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
 	rootfs := hook.RootfsPath(st.Bundle, cfg)
-	c, err := hookConfig(ann)
+	c, err := hookConfig(p, ann)
 	rec := hook.NewRecord(p, st, rootfs, c)
 	if err == nil {
 		_, err = hook.Setup(dir, st, rec, c)
@@ -162,7 +163,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 }
 
 // hookConfig turns the annotations into the container's create config.
-func hookConfig(ann map[string]string) (hook.CreateConfig, error) {
+func hookConfig(p hook.Paths, ann map[string]string) (hook.CreateConfig, error) {
 	var c hook.CreateConfig
 	spec, err := policy.SpecFromAnnotations(ann, "")
 	if err != nil {
@@ -180,7 +181,7 @@ func hookConfig(ann map[string]string) (hook.CreateConfig, error) {
 		PCR10:    spec.Expect.PCR10,
 		Source:   spec.Expect.Source,
 	}
-	c.Backend, err = hookBackend(spec.Backend)
+	c.Backend, err = hookBackend(p, spec.Backend)
 	if err != nil {
 		return c, err
 	}
@@ -193,22 +194,28 @@ func hookConfig(ann map[string]string) (hook.CreateConfig, error) {
 
 // hookBackend resolves auto to kernel where the kernel has IMA namespaces,
 // else fanotify. An explicit kernel on a kernel without them is an error.
-func hookBackend(name string) (measure.Backend, error) {
+func hookBackend(p hook.Paths, name string) (measure.Backend, error) {
 	switch measure.Backend(name) {
 	case measure.Fanotify:
 		return measure.Fanotify, nil
 	case measure.Kernel:
-		if ok, why := probeKernelTmp(); !ok {
+		if ok, why := probeKernel(p); !ok {
 			return "", fmt.Errorf("backend kernel: %s", why)
 		}
 		return measure.Kernel, nil
 	case measure.Auto, "":
-		if ok, _ := probeKernelTmp(); ok {
+		if ok, _ := probeKernel(p); ok {
 			return measure.Kernel, nil
 		}
 		return measure.Fanotify, nil
 	}
 	return "", fmt.Errorf("%s: unknown backend %q", policy.AnnotationBackend, name)
+}
+
+// probeKernel asks whether the kernel has IMA namespaces, once per boot:
+// the answer is kept in the run folder.
+func probeKernel(p hook.Paths) (bool, string) {
+	return measure.ProbeKernelCached(filepath.Join(p.RunDir, "kernel-probe.json"))
 }
 
 // hookPoststop is the poststop stage. It always exits 0: a runtime ignores
@@ -253,10 +260,4 @@ func hookPoststop(stdin io.Reader) error {
 		fmt.Fprintf(os.Stderr, "imans: poststop %s: %v\n", st.ID, err)
 	}
 	return nil
-}
-
-// probeKernelTmp stands for measure.ProbeKernel until the kernel backend is
-// in the tree: without it, auto always takes fanotify.
-func probeKernelTmp() (bool, string) {
-	return false, "this imans is built without the kernel backend"
 }
