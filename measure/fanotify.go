@@ -70,9 +70,8 @@ type fanotifyCollector struct {
 	needCreds bool
 
 	log   *Log
-	fd    int      // the fanotify group
-	file  *os.File // fd, for the runtime's poller; owns fd
-	self  int      // the collector's own pid
+	fd    int // the fanotify group
+	self  int // the collector's own pid
 	cont  containerID
 	marks map[uint64]*mountMark // by mount id
 	cache *onceCache
@@ -208,7 +207,6 @@ func (c *fanotifyCollector) setup() error {
 		return fmt.Errorf("fanotify_init: %w", err)
 	}
 	c.fd = fd
-	c.file = os.NewFile(uintptr(fd), "fanotify")
 
 	return c.markMounts()
 }
@@ -220,9 +218,8 @@ func (c *fanotifyCollector) closeFanotify() {
 		unix.Close(m.anchor)
 	}
 	c.marks = nil
-	if c.file != nil {
-		c.file.Close()
-		c.file = nil
+	if c.fd >= 0 {
+		unix.Close(c.fd)
 		c.fd = -1
 	}
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/imans-project/imans/internal/testenv"
 )
 
@@ -47,7 +49,7 @@ func newRootfs(t testing.TB, files map[string]string) string {
 	bb := testenv.Command(t, "busybox")
 
 	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	for _, d := range []string{"bin", "app", "data"} {
+	for _, d := range []string{"bin", "app", "data", "dev"} {
 		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -61,6 +63,10 @@ func newRootfs(t testing.TB, files map[string]string) string {
 		if err := os.Symlink("busybox", filepath.Join(rootfs, "bin", applet)); err != nil {
 			t.Fatal(err)
 		}
+	}
+	err = unix.Mknod(filepath.Join(rootfs, "dev/null"), unix.S_IFCHR|0o666, int(unix.Mkdev(1, 3)))
+	if err != nil {
+		t.Fatal(err)
 	}
 	for name, body := range files {
 		mode := os.FileMode(0o644)

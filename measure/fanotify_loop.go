@@ -2,9 +2,8 @@ package measure
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,9 +21,27 @@ type pendingEvent struct {
 }
 
 // loop reads and handles events until ctx is done, then handles what is
-// still queued.
+// still queued. It keeps to one OS thread that sleeps in poll(2), so an
+// event wakes it directly, without a trip through the runtime's poller:
+// the process behind a permission event waits for exactly that long.
 func (c *fanotifyCollector) loop(ctx context.Context) error {
-	f := c.file
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+
+	wake, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return fmt.Errorf("fanotify: eventfd: %w", err)
+	}
+	defer unix.Close(wake)
+	stopWake := make(chan struct{})
+	defer close(stopWake)
+	go func() {
+		select {
+		case <-ctx.Done():
+			unix.Write(wake, []byte{1, 0, 0, 0, 0, 0, 0, 0})
+		case <-stopWake:
+		}
+	}()
 
 	var cur atomic.Pointer[pendingEvent]
 	stop := make(chan struct{})
@@ -39,30 +56,36 @@ func (c *fanotifyCollector) loop(ctx context.Context) error {
 		wg.Wait()
 	}()
 
-	go func() {
-		<-ctx.Done()
-		// Wake the read; the drain below reads with a short deadline.
-		f.SetReadDeadline(time.Now())
-	}()
-
 	buf := make([]byte, 64<<10)
-	draining := false
+	fds := []unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN},
+		{Fd: int32(wake), Events: unix.POLLIN}}
+	timeout := -1
 	for {
-		if ctx.Err() != nil && !draining {
-			draining = true
+		n, err := unix.Poll(fds, timeout)
+		if err == unix.EINTR {
+			continue
 		}
-		if draining {
-			f.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("fanotify: poll: %w", err)
+		}
+		if n == 0 {
+			// Draining, and nothing came for a while.
+			return nil
+		}
+		if len(fds) > 1 && fds[1].Revents != 0 {
+			// Stopped: handle what is queued, until the queue stays
+			// empty for drainQuiet.
+			fds, timeout = fds[:1], int(drainQuiet/time.Millisecond)
+		}
+		if fds[0].Revents == 0 {
+			continue
 		}
 
-		n, err := f.Read(buf)
+		n, err = unix.Read(c.fd, buf)
+		if err == unix.EAGAIN || err == unix.EINTR {
+			continue
+		}
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if draining {
-					return nil
-				}
-				continue
-			}
 			return fmt.Errorf("fanotify: reading events: %w", err)
 		}
 		if err := c.handleBatch(buf[:n], &cur); err != nil {
@@ -70,6 +93,10 @@ func (c *fanotifyCollector) loop(ctx context.Context) error {
 		}
 	}
 }
+
+// drainQuiet is how long the queue must stay empty after a stop request
+// for the drain to end.
+const drainQuiet = 50 * time.Millisecond
 
 // handleBatch handles the events of one read, in order.
 func (c *fanotifyCollector) handleBatch(b []byte, cur *atomic.Pointer[pendingEvent]) error {

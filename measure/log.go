@@ -16,6 +16,10 @@ import (
 // MeasurementPCR is the PCR the container's entries extend.
 const MeasurementPCR = 10
 
+// syncEvery is the least time between two syncs of the lists while
+// entries keep coming; Close always syncs.
+const syncEvery = 100 * time.Millisecond
+
 // Extender is the TPM side of a Log. *tpm.TPM satisfies it.
 type Extender interface {
 	// Banks returns the PCR banks the TPM has allocated ("sha1", ...).
@@ -267,6 +271,7 @@ func (l *Log) extender() {
 
 	var banks []ima.Hash
 	synced := int64(0)
+	lastSync := time.Time{}
 	for {
 		<-l.wake
 
@@ -274,11 +279,21 @@ func (l *Log) extender() {
 		written, t, closing := l.written, l.tpm, l.closing
 		l.mu.Unlock()
 
+		// Sync at most every syncEvery while entries keep coming, so a
+		// busy container does not pay for a journal commit per entry.
+		if written > synced && !closing {
+			if wait := syncEvery - time.Since(lastSync); wait > 0 {
+				time.Sleep(wait)
+				l.mu.Lock()
+				written, t, closing = l.written, l.tpm, l.closing
+				l.mu.Unlock()
+			}
+		}
 		if written > synced {
 			if err := l.syncLists(); err != nil {
 				l.AddIncomplete(err.Error())
 			}
-			synced = written
+			synced, lastSync = written, time.Now()
 		}
 
 		if t != nil && banks == nil && !l.tpmFailed {
