@@ -37,7 +37,8 @@ func ParseProfile(text string, prof Profile) (*Policy, error) {
 		p.Rules = append(p.Rules, r)
 		if prof.MaxRules > 0 && len(p.Rules) == prof.MaxRules+1 {
 			errs = append(errs, &Error{Line: r.Line, Reason: fmt.Sprintf(
-				"more than %d rules: the kernel drops the whole policy",
+				"more than %d rules: the namespace drops the whole batch when "+
+					"the policy file is closed, without an error to the writer",
 				prof.MaxRules)})
 		}
 	}

@@ -101,16 +101,16 @@ func builtinTemplates() []string {
 
 // Linux61 is Debian's 6.1 kernel as a policy checker sees it, booted with
 // AppArmor and without modules (the qemu harness's initramfs). What it
-// takes was recorded from the kernel itself (testdata/oracle): no
-// CONFIG_IMA_APPRAISE_MODSIG, sha512 and sha384 not available to
-// appraise_algos= (they live in a module), AppArmor's subj_role= only for
-// loaded profiles.
+// takes was recorded from the kernel itself (testdata/oracle and the
+// integration test TestOracleEdges): no CONFIG_IMA_APPRAISE_MODSIG, only
+// md5, sha1, sha224 and sha256 available to appraise_algos= (the others
+// live in modules), AppArmor's subj_role= only for loaded profiles.
 func Linux61() Profile {
 	return Profile{
 		Name:      "6.1",
 		KeyCheck:  true,
 		Templates: builtinTemplates(),
-		HashAlgos: []string{"sha1", "sha224", "sha256"},
+		HashAlgos: []string{"md5", "sha1", "sha224", "sha256"},
 		LSMKeys:   []string{"subj_role"},
 		LSMLabels: []string{"unconfined"},
 	}
@@ -118,13 +118,14 @@ func Linux61() Profile {
 
 // Linux612 is Debian's 6.12 kernel as a policy checker sees it, booted as
 // Linux61. It adds MMAP_CHECK_REQPROT, takes any appraise_flag= (ignored),
-// and offers sha384 and sha512 to appraise_algos=.
+// and offers sha384, sha512 and sha3 to appraise_algos=.
 func Linux612() Profile {
 	p := Linux61()
 	p.Name = "6.12"
 	p.ReqProt = true
 	p.SigImpliesBlacklist = true
-	p.HashAlgos = []string{"sha1", "sha224", "sha256", "sha384", "sha512"}
+	p.HashAlgos = []string{"md5", "sha1", "sha224", "sha256", "sha384", "sha512",
+		"sha3-256", "sha3-384", "sha3-512"}
 	return p
 }
 
