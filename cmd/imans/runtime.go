@@ -94,7 +94,7 @@ func prepareBundle(bundle string, log *slog.Logger) error {
 	}
 	out, changed, err := shim.InjectHooks(config, self)
 	if err != nil {
-		return fmt.Errorf("imans runtime: %s: %w", path, err)
+		return fmt.Errorf("imans runtime: bundle %s: %w", filepath.Dir(path), err)
 	}
 	if !changed {
 		return nil

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/imans-project/imans/shim"
+)
+
+// runInstall runs `imans install ARGS` and returns what it printed.
+func runInstall(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	var out bytes.Buffer
+	app := &cli.App{Name: "imans", Writer: &out, ErrWriter: &out,
+		Commands:       []*cli.Command{installCommand()},
+		ExitErrHandler: func(*cli.Context, error) {}}
+	err := app.Run(append([]string{"imans", "install"}, args...))
+	return out.String(), err
+}
+
+func TestInstallPodman(t *testing.T) {
+	dest := t.TempDir()
+	out, err := runInstall(t, "podman", "--destdir", dest, "--prefix", "/opt/imans")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	files, _ := shim.HooksD("/opt/imans/bin/imans")
+	for _, f := range files {
+		path := filepath.Join(dest, podmanHooksDir, f.Name)
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, f.Content) {
+			t.Errorf("%s: %v\n%s", path, err, got)
+		}
+		if !strings.Contains(out, "wrote "+path) {
+			t.Errorf("output does not name %s:\n%s", path, out)
+		}
+	}
+	for _, d := range []string{"policies", "expectations"} {
+		if fi, err := os.Stat(filepath.Join(dest, "etc/imans", d)); err != nil || !fi.IsDir() {
+			t.Errorf("etc/imans/%s: %v", d, err)
+		}
+	}
+	if !strings.Contains(out, "note: /opt/imans/bin/imans does not exist") {
+		t.Errorf("no note on the missing binary:\n%s", out)
+	}
+
+	again, err := runInstall(t, "podman", "--destdir", dest, "--prefix", "/opt/imans")
+	if err != nil || strings.Contains(again, "wrote ") || !strings.Contains(again, "unchanged ") {
+		t.Errorf("second install: %v\n%s", err, again)
+	}
+}
+
+func TestInstallCrioHooksDir(t *testing.T) {
+	dest := t.TempDir()
+	if _, err := runInstall(t, "crio", "--destdir", dest, "--prefix", "/usr"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dest, crioHooksDir, "imans-poststop.json"))
+	if err != nil || !bytes.Contains(b, []byte(`"path": "/usr/bin/imans"`)) {
+		t.Fatalf("%v\n%s", err, b)
+	}
+}
+
+func TestInstallDryRun(t *testing.T) {
+	dest := t.TempDir()
+	for _, engine := range []string{"podman", "crio", "containerd"} {
+		out, err := runInstall(t, engine, "--destdir", dest, "--dry-run")
+		if err != nil || !strings.Contains(out, "would write ") {
+			t.Fatalf("%s: %v\n%s", engine, err, out)
+		}
+	}
+	entries, _ := os.ReadDir(dest)
+	if len(entries) != 0 {
+		t.Fatalf("dry run created %v", entries)
+	}
+}
+
+func TestInstallContainerd(t *testing.T) {
+	const prefix = "/opt/imans"
+	snippet := shim.ContainerdHandler(prefix + "/bin/imans-runtime")
+	dropIn := filepath.Join(containerdDropIns, "imans.toml")
+
+	for _, c := range []struct {
+		name, config string // config "" is no config.toml
+		dropIn       bool
+		wantConfig   string // config.toml afterwards
+		wantSay      string
+	}{
+		{"no config", "", true,
+			"version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n", "wrote "},
+		{"imports there", "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n",
+			true, "", "restart containerd"},
+		{"no imports", "version = 2\n[grpc]\n  address = \"/run/c.sock\"\n", true, "",
+			"add this line near the top"},
+		{"own CRI section", "version = 2\n[plugins.\"io.containerd.grpc.v1.cri\"]\n" +
+			"  sandbox_image = \"pause:3\"\n", false, "", "paste the handler above"},
+		{"CRI disabled only", "version = 2\ndisabled_plugins = " +
+			"[\"io.containerd.grpc.v1.cri\"]\n", true, "", "add this line"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dest := t.TempDir()
+			config := filepath.Join(dest, containerdConfig)
+			if c.config != "" {
+				os.MkdirAll(filepath.Dir(config), 0o755)
+				os.WriteFile(config, []byte(c.config), 0o644)
+			}
+
+			out, err := runInstall(t, "containerd", "--destdir", dest, "--prefix", prefix)
+			if err != nil {
+				t.Fatal(err)
+			}
+
+			if !strings.Contains(out, snippet) || !strings.Contains(out, c.wantSay) {
+				t.Errorf("output lacks the handler or %q:\n%s", c.wantSay, out)
+			}
+			got, err := os.ReadFile(filepath.Join(dest, dropIn))
+			if c.dropIn != (err == nil) || (c.dropIn && string(got) != snippet) {
+				t.Errorf("drop-in: want written %v; err %v\n%s", c.dropIn, err, got)
+			}
+			after, _ := os.ReadFile(config)
+			want := c.config
+			if c.wantConfig != "" {
+				want = c.wantConfig
+			}
+			if string(after) != want {
+				t.Errorf("config.toml:\n%s\nwant:\n%s", after, want)
+			}
+		})
+	}
+}
+
+func TestInstallUnknownEngine(t *testing.T) {
+	_, err := runInstall(t, "docker")
+	ec, ok := err.(cli.ExitCoder)
+	if !ok || ec.ExitCode() != 2 || !strings.Contains(err.Error(), `unknown engine "docker"`) {
+		t.Fatalf("err %v", err)
+	}
+}
