@@ -53,15 +53,17 @@ func (e *StepError) Error() string {
 // step maps to.
 func (e *StepError) Unwrap() error { return e.Err }
 
-// errnoName gives "EBUSY: device or resource busy" for errnos.
+// errnoName gives "EBUSY: device or resource busy" for a bare errno, and
+// the message followed by the errno's name for one wrapped in more words.
 func errnoName(err error) string {
 	var errno unix.Errno
-	if errors.As(err, &errno) {
-		if name := unix.ErrnoName(errno); name != "" {
-			return name + ": " + errno.Error()
-		}
+	if !errors.As(err, &errno) || unix.ErrnoName(errno) == "" {
+		return err.Error()
 	}
-	return err.Error()
+	if err.Error() == errno.Error() {
+		return unix.ErrnoName(errno) + ": " + errno.Error()
+	}
+	return err.Error() + " (" + unix.ErrnoName(errno) + ")"
 }
 
 // stepErr builds the StepError of step with err, with the meaning looked

@@ -196,8 +196,10 @@ func remoteError(m message) error {
 	switch {
 	case sentinels[m.Sentinel] != nil:
 		cause = &remoteCause{msg: m.Error, is: sentinels[m.Sentinel]}
-	case m.Errno != 0:
+	case m.Errno != 0 && m.Error == unix.Errno(m.Errno).Error():
 		cause = unix.Errno(m.Errno)
+	case m.Errno != 0:
+		cause = &remoteCause{msg: m.Error, is: unix.Errno(m.Errno)}
 	}
 	if m.ErrStep == "" {
 		return cause
