@@ -150,7 +150,7 @@ func (s *Swtpm) waitReady(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, ErrNoDevice) {
+		if !errors.Is(err, ErrNoDevice) && !errors.Is(err, ErrGone) {
 			return fmt.Errorf("swtpm in %s: %w: %w", s.Dir, ErrSwtpmStart, err)
 		}
 
@@ -163,6 +163,11 @@ func (s *Swtpm) waitReady(ctx context.Context) error {
 		}
 		pause = min(2*pause, time.Millisecond)
 	}
+}
+
+// Open opens the instance's TPM; the same as Open(s.Addr).
+func (s *Swtpm) Open() (*TPM, error) {
+	return Open(s.Addr)
 }
 
 // probe sends one cheap command within d.
