@@ -23,7 +23,6 @@ ln -s busybox "$rootfs/bin/true"
 # config DIR WITH_HOOKS writes a bundle in DIR sharing the rootfs.
 config() {
 	mkdir -p "$1"
-	ln -sfn "$rootfs" "$1/rootfs"
 	hooks=""
 	ann='"io.imans.enable": "false"'
 	if [ "$2" = yes ]; then
@@ -41,7 +40,7 @@ config() {
   "ociVersion": "1.0.2",
   "process": {"terminal": false, "user": {"uid": 0, "gid": 0}, "args": ["/bin/true"],
     "env": ["PATH=/bin"], "cwd": "/"},
-  "root": {"path": "rootfs", "readonly": true},
+  "root": {"path": "$rootfs", "readonly": true},
   "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
   $hooks
   "annotations": {$ann},
@@ -56,7 +55,8 @@ config "$work/hooked" yes
 # one BUNDLE ID prints the run's wall time in microseconds.
 one() {
 	s=$(date +%s%N)
-	runc run --bundle "$1" "$2" >/dev/null 2>&1 </dev/null || {
+	runc run --bundle "$1" "$2" >/dev/null 2>"$work/err" </dev/null || {
+		cat "$work/err" >&2
 		echo "bench/hook.sh: runc run $2 failed" >&2
 		exit 1
 	}

@@ -369,7 +369,8 @@ func copyLists(r *report.Report, p Paths, dir, id string) bool {
 		if err != nil {
 			continue
 		}
-		if err := report.WriteFile(pr.to, data); err != nil {
+		// The report's own write, after these, syncs the folder.
+		if err := report.WriteFileDeferSync(pr.to, data); err != nil {
 			*pr.field = from
 			ok = false
 			continue

@@ -411,3 +411,15 @@ func findEntry(list []listEntry, name string) []listEntry {
 	}
 	return out
 }
+
+// runFolders lists the run folders left in the test's run folder.
+func (e *hookEnv) runFolders() []string {
+	entries, _ := os.ReadDir(e.runDir)
+	var dirs []string
+	for _, d := range entries {
+		if d.IsDir() {
+			dirs = append(dirs, d.Name())
+		}
+	}
+	return dirs
+}

@@ -78,7 +78,7 @@ func TestHookCollectorKilled(t *testing.T) {
 		t.Errorf("verdict %s, reasons %q: want incomplete naming the collector", r.Verdict,
 			r.Incomplete)
 	}
-	if left, _ := os.ReadDir(e.runDir); len(left) != 0 {
+	if left := e.runFolders(); len(left) != 0 {
 		t.Errorf("run folders left: %v", left)
 	}
 	if swtpmOf(t, e.runDir) {
@@ -236,8 +236,8 @@ func TestHookBadStdin(t *testing.T) {
 			t.Errorf("%s: took %s", c.name, d)
 		}
 	}
-	if entries, _ := os.ReadDir(e.runDir); len(entries) != 0 {
-		t.Errorf("bad stdin left run folders: %v", entries)
+	if left := e.runFolders(); len(left) != 0 {
+		t.Errorf("bad stdin left run folders: %v", left)
 	}
 }
 

@@ -5,7 +5,6 @@ package integration
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -112,8 +111,7 @@ func threeRuns(t *testing.T, runtime string, uid uint32) {
 	}
 
 	// Nothing is left running or lying around.
-	left, _ := os.ReadDir(e.runDir)
-	if len(left) != 0 {
+	if left := e.runFolders(); len(left) != 0 {
 		t.Errorf("run folders left: %v", left)
 	}
 }
@@ -170,7 +168,7 @@ func TestHookConcurrent(t *testing.T) {
 			t.Errorf("%s: report of %s bundle %s", id, r.Info.ContainerID, r.Info.Bundle)
 		}
 	}
-	if left, _ := os.ReadDir(e.runDir); len(left) != 0 {
+	if left := e.runFolders(); len(left) != 0 {
 		t.Errorf("run folders left: %v", left)
 	}
 	_ = filepath.Join

@@ -20,6 +20,17 @@ var ErrSchema = errors.New("unknown report schema")
 // The folder is created 0700 if missing; the file is 0600. A reader sees
 // the old file or the whole new one, never a part.
 func WriteFile(path string, data []byte) error {
+	return writeFile(path, data, true)
+}
+
+// WriteFileDeferSync is WriteFile without the folder's fsync: the rename is
+// durable once a later WriteFile in the same folder returns. It saves a
+// folder fsync per file when several files go together.
+func WriteFileDeferSync(path string, data []byte) error {
+	return writeFile(path, data, false)
+}
+
+func writeFile(path string, data []byte, syncDir bool) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -52,6 +63,9 @@ func WriteFile(path string, data []byte) error {
 	if err := os.Rename(tmpName, path); err != nil {
 		os.Remove(tmpName)
 		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if !syncDir {
+		return nil
 	}
 	d, err := os.Open(dir)
 	if err != nil {

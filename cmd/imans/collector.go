@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,10 +24,9 @@ import (
 // collectorTPMTimeout bounds the container TPM's start in the collector.
 const collectorTPMTimeout = 10 * time.Second
 
-// collectorAttachGrace is how long after the TPM's start the backend keeps
-// running at least, to attach the TPM before it drains (it retries every
-// few tens of milliseconds).
-const collectorAttachGrace = 250 * time.Millisecond
+// collectorAttachGrace bounds the wait, at the end, for the backend to
+// connect to a TPM that came up after the container had already exited.
+const collectorAttachGrace = 500 * time.Millisecond
 
 // collectorCloseTimeout bounds the wait at the end for the TPM to take the
 // last extends; it stays under poststop's StopTimeout so a collector whose
@@ -82,7 +82,6 @@ func collectorMain(dir string) error {
 
 	var swtpm *tpm.Swtpm
 	tpmDone := make(chan struct{})
-	var tpmUp time.Time
 	go func() {
 		defer close(tpmDone)
 		tctx, cancel := context.WithTimeout(context.Background(), collectorTPMTimeout)
@@ -98,20 +97,20 @@ func collectorMain(dir string) error {
 			s.Stop()
 			return
 		}
-		swtpm, tpmUp = s, time.Now()
+		swtpm = s
 	}()
 
 	// The backend's context ends after the stop request and after the
-	// TPM is up (or failed), with a grace for the backend to attach it,
-	// so a container that exits within the TPM's start still has its
-	// entries extended.
+	// TPM is up (or failed) and the backend connected to it, so a
+	// container that exits within the TPM's start still has its entries
+	// extended.
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go func() {
 		<-ctx.Done()
 		<-tpmDone
-		if !tpmUp.IsZero() {
-			time.Sleep(collectorAttachGrace - time.Since(tpmUp))
+		if swtpm != nil {
+			collectorAwaitAttach(strings.TrimPrefix(swtpm.Addr, "unix:"), collectorAttachGrace)
 		}
 		stopRun()
 	}()
@@ -189,6 +188,44 @@ func collectorWatchContainer(ctx context.Context, pid int) (
 		}
 	}()
 	return ctx, cancel, exited.Load
+}
+
+// collectorAwaitAttach waits until this process holds a connection to the
+// swtpm socket at sock, at most timeout. The backend connects to the TPM in
+// the background and gives up when its context ends; once its connection
+// exists, it attaches the TPM whatever happens to the context. swtpm
+// serves one client at a time, and the start's probe has closed its own.
+func collectorAwaitAttach(sock string, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if collectorConnectedTo(sock) {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// collectorConnectedTo reports whether a descriptor of this process is a
+// unix socket connected to the socket bound at path.
+func collectorConnectedTo(path string) bool {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		fd, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		sa, err := unix.Getpeername(fd)
+		if err != nil {
+			continue
+		}
+		if un, ok := sa.(*unix.SockaddrUnix); ok && un.Name == path {
+			return true
+		}
+	}
+	return false
 }
 
 // collectorReadyPipe returns the ready pipe the hook passed as descriptor
