@@ -64,6 +64,21 @@ one() {
 	echo $(((e - s) / 1000))
 }
 
+# create BUNDLE ID prints the wall time of `runc create` alone: everything
+# up to the container's first instruction, createRuntime hook included.
+# The container is then deleted (its poststop runs, untimed).
+create() {
+	s=$(date +%s%N)
+	runc create --bundle "$1" "$2" >/dev/null 2>"$work/err" </dev/null || {
+		cat "$work/err" >&2
+		echo "bench/hook.sh: runc create $2 failed" >&2
+		exit 1
+	}
+	e=$(date +%s%N)
+	runc delete -f "$2" >/dev/null 2>&1
+	echo $(((e - s) / 1000))
+}
+
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 
 # Warm up both paths once.
@@ -79,9 +94,22 @@ while [ $i -lt "$n" ]; do
 	i=$((i + 1))
 done
 
+i=0
+while [ $i -lt "$n" ]; do
+	create "$work/plain" imb-cplain-$i >>"$work/cplain.txt"
+	create "$work/hooked" imb-chooked-$i >>"$work/chooked.txt"
+	i=$((i + 1))
+done
+
 p=$(median <"$work/plain.txt")
 h=$(median <"$work/hooked.txt")
+cp=$(median <"$work/cplain.txt")
+ch=$(median <"$work/chooked.txt")
 verdicts=$(cat "$work"/state/reports/imb-hooked-*.json | grep -c '"verdict": "incomplete"' || true)
-echo "runs: $n each; plain runc median ${p} us; with imans hooks median ${h} us"
-echo "ratio (hooks / plain): $(awk -v a="$h" -v b="$p" 'BEGIN {printf "%.2f", a/b}')"
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a/b}'; }
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "runc run (whole life, /bin/true), $n each: plain ${p} us, with hooks ${h} us," \
+	"ratio $(ratio "$h" "$p")"
+echo "runc create (to the first instruction), $n each: plain ${cp} us, with hooks ${ch} us," \
+	"ratio $(ratio "$ch" "$cp")"
 echo "incomplete reports among the hooked runs: $verdicts (want 0)"

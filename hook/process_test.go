@@ -1,0 +1,147 @@
+package hook
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// fakeCollector writes a shell script standing in for the imans binary:
+// it is started as `exe collector --dir D` with the ready pipe on fd 3.
+func fakeCollector(t *testing.T, body string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "imans")
+	script := "#!/bin/sh\n" + body + "\n"
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestCollectorLifecycle(t *testing.T) {
+	dir := t.TempDir()
+	// Ready at once, then wait for SIGTERM and leave an outcome.
+	exe := fakeCollector(t, `[ "$1 $2 $3" = "collector --dir `+dir+`" ] || exit 9
+trap 'echo drained > "$3/done"; exit 0' TERM
+echo ready >&3
+exec 3>&-
+while :; do sleep 0.01; done`)
+	start := time.Now()
+	pid, err := StartCollector(exe, dir, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("ready took %s", d)
+	}
+	if err := syscall.Kill(pid, 0); err != nil {
+		t.Fatalf("collector %d not running: %v", pid, err)
+	}
+	sid, _ := syscall.Getpgid(pid)
+	if sid != pid {
+		t.Errorf("collector's process group %d, want its own (%d)", sid, pid)
+	}
+
+	res, err := StopCollector(dir, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pid != pid || !res.WasRunning || res.Killed {
+		t.Errorf("stop: %+v", res)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, "done")); string(data) != "drained\n" {
+		t.Errorf("collector did not drain on SIGTERM: %q", data)
+	}
+
+	// A second stop finds nothing running: harmless.
+	res, err = StopCollector(dir, time.Second)
+	if err != nil || res.WasRunning {
+		t.Errorf("second stop: %+v %v", res, err)
+	}
+}
+
+func TestCollectorStubbornIsKilled(t *testing.T) {
+	dir := t.TempDir()
+	exe := fakeCollector(t, `trap '' TERM
+echo ready >&3
+exec 3>&-
+while :; do sleep 0.01; done`)
+	if _, err := StartCollector(exe, dir, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	res, err := StopCollector(dir, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Killed {
+		t.Errorf("stop: %+v, want killed", res)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("stop took %s", d)
+	}
+}
+
+func TestCollectorStartFailures(t *testing.T) {
+	cases := []struct {
+		name, body, want string
+	}{
+		{"error line", `echo "error fanotify_init: operation not permitted" >&3`,
+			"fanotify_init: operation not permitted"},
+		{"dies silently", `exit 3`, "collector exited before it was ready"},
+		{"dies with words", `echo "panic: boom" >&2; exit 2`, "panic: boom"},
+		{"never ready", `sleep 30`, "not ready within"},
+	}
+	for _, c := range cases {
+		dir := t.TempDir()
+		exe := fakeCollector(t, c.body)
+		start := time.Now()
+		pid, err := StartCollector(exe, dir, 300*time.Millisecond)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want an error with %q", c.name, err, c.want)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("%s: took %s", c.name, d)
+		}
+		if pid > 0 {
+			// Killed on failure: gone (or a zombie) shortly after.
+			p, _ := readPidFile(dir)
+			if !waitExit(p, -1, 2*time.Second) {
+				t.Errorf("%s: collector %d still running", c.name, pid)
+			}
+		}
+	}
+}
+
+func TestStopCollectorNone(t *testing.T) {
+	if _, err := StopCollector(t.TempDir(), time.Second); err == nil ||
+		!strings.Contains(err.Error(), ErrNoCollector.Error()) {
+		t.Errorf("no pid file: %v", err)
+	}
+}
+
+func TestStaleRunFolder(t *testing.T) {
+	p := Paths{RunDir: t.TempDir(), StateDir: t.TempDir()}
+	old := filepath.Join(p.RunDir, "gone")
+	fresh := filepath.Join(p.RunDir, "starting")
+	for _, d := range []string{old, fresh} {
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A collector pid that cannot be alive (pid 1 with a wrong start).
+	os.WriteFile(filepath.Join(old, PidFile), []byte("1 12345678901\n"), 0o600)
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(old, past, past)
+
+	removed := CleanStale(p)
+	if len(removed) != 1 || removed[0] != "gone" {
+		t.Errorf("removed %v, want [gone]", removed)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh folder was removed: %v", err)
+	}
+}
