@@ -32,9 +32,13 @@ func imaNamespaceCommand() *cli.Command {
 		Hidden: true,
 		Subcommands: []*cli.Command{
 			{
-				Name:   "probe",
-				Usage:  "say whether this kernel has IMA namespaces, and why not",
-				Action: func(*cli.Context) error { return imaNamespaceProbe() },
+				Name:  "probe",
+				Usage: "say whether this kernel has IMA namespaces, and why not",
+				Flags: []cli.Flag{
+					&cli.StringFlag{Name: "cache",
+						Usage: "keep the answer in this file for the rest of the boot"},
+				},
+				Action: func(c *cli.Context) error { return imaNamespaceProbe(c.String("cache")) },
 			},
 			{
 				Name: "activate",
@@ -57,8 +61,14 @@ func imaNamespaceCommand() *cli.Command {
 	}
 }
 
-func imaNamespaceProbe() error {
-	ok, reason := measure.ProbeKernel()
+func imaNamespaceProbe(cache string) error {
+	var ok bool
+	var reason string
+	if cache != "" {
+		ok, reason = measure.ProbeKernelCached(cache)
+	} else {
+		ok, reason = measure.ProbeKernel()
+	}
 	if !ok {
 		return fmt.Errorf("no IMA namespaces: %s", reason)
 	}
