@@ -12,6 +12,10 @@ import (
 // (meta.version of Keylime's runtime policy).
 const KeylimeVersion = 1
 
+// BootAggregate is the name of the first entry of a measurement list (the
+// hash of the boot PCRs); digests may list it besides absolute paths.
+const BootAggregate = "boot_aggregate"
+
 // keylimePolicy is the part of a Keylime runtime policy imans uses. The
 // other members (keyrings, ima, ima-buf, verification-keys, release,
 // rules) are allowed and ignored.
@@ -75,7 +79,7 @@ func normalizeDigests(in map[string][]string) (map[string][]string, error) {
 
 	out := make(map[string][]string, len(in))
 	for _, p := range paths {
-		if p == "" || p[0] != '/' {
+		if (p == "" || p[0] != '/') && p != BootAggregate {
 			return nil, fmt.Errorf("digests: path %q is not absolute", p)
 		}
 		if len(in[p]) == 0 {
@@ -97,7 +101,7 @@ func normalizeDigests(in map[string][]string) (map[string][]string, error) {
 // checkExcludes compiles every exclude expression.
 func checkExcludes(ex []string) error {
 	for i, x := range ex {
-		if _, err := regexp.Compile(x); err != nil {
+		if _, err := regexp.Compile(`^(?:` + x + `)`); err != nil {
 			return fmt.Errorf("excludes[%d]: %w", i, err)
 		}
 	}

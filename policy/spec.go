@@ -91,15 +91,40 @@ type Expectations struct {
 	Source string
 }
 
-// Excluded reports whether a path matches one of the excludes.
-// Expressions that do not compile (checked when loaded) match nothing.
+// Excluded reports whether a path matches one of the excludes. As in
+// Keylime (Python's re.match), an expression matches from the start of the
+// path: "/tmp/" excludes /tmp/x but not /var/tmp/x. Expressions that do
+// not compile (checked when loaded) match nothing. It compiles the
+// expressions on each call; ExcludeMatcher compiles them once.
 func (e *Expectations) Excluded(path string) bool {
-	for _, x := range e.Excludes {
-		if re, err := regexp.Compile(x); err == nil && re.MatchString(path) {
-			return true
+	m, _ := e.ExcludeMatcher()
+	return m(path)
+}
+
+// ExcludeMatcher compiles the excludes once into one matcher with the
+// semantics of Excluded. The error names the first expression that does
+// not compile; the matcher then skips it.
+func (e *Expectations) ExcludeMatcher() (func(path string) bool, error) {
+	var res []*regexp.Regexp
+	var first error
+	for i, x := range e.Excludes {
+		re, err := regexp.Compile(`^(?:` + x + `)`)
+		if err != nil {
+			if first == nil {
+				first = fmt.Errorf("excludes[%d]: %w", i, err)
+			}
+			continue
 		}
+		res = append(res, re)
 	}
-	return false
+	return func(path string) bool {
+		for _, re := range res {
+			if re.MatchString(path) {
+				return true
+			}
+		}
+		return false
+	}, first
 }
 
 // Allowed reports whether the path has expected digests (listed) and,

@@ -67,7 +67,7 @@ func TestSpecFull(t *testing.T) {
 		AnnotationBackend: "fanotify",
 		AnnotationPolicy:  "measure func=BPRM_CHECK mask=MAY_EXEC\nmeasure func=FILE_CHECK uid=0",
 		AnnotationExpectDigests: `{"/bin/sh": ["SHA256:` + strings.ToUpper(emptySHA256) +
-			`", "` + emptySHA1 + `"]}`,
+			`", "` + emptySHA1 + `"], "boot_aggregate": ["` + emptySHA256 + `"]}`,
 		AnnotationPCR10SHA1:   strings.Repeat("AB", 20),
 		AnnotationPCR10SHA256: strings.Repeat("0", 64),
 	}
@@ -115,8 +115,14 @@ func TestSpecFiles(t *testing.T) {
 		e.Digests["/etc/empty"][1] != "sha256:"+emptySHA256 {
 		t.Errorf("expectations: %+v", e)
 	}
-	if !e.Excluded("/tmp/x") || !e.Excluded("/usr/lib/a.pyc") || e.Excluded("/bin/tmp/") {
-		t.Errorf("excludes %v", e.Excludes)
+	// Keylime matches from the start of the path (Python's re.match).
+	for path, want := range map[string]bool{
+		"/tmp/x": true, "/usr/lib/a.pyc": true, "/var/log/messages": true,
+		"/bin/tmp/": false, "/data/var/log/x": false, "/usr/lib/a.py": false,
+	} {
+		if e.Excluded(path) != want {
+			t.Errorf("excluded %s: %v, want %v (excludes %q)", path, !want, want, e.Excludes)
+		}
 	}
 }
 
@@ -153,6 +159,7 @@ func TestBadAnnotations(t *testing.T) {
 		{AnnotationExpectDigests, `{} {}`, "data after the JSON object"},
 		{AnnotationExpectDigests, `{"bin/sh": ["` + emptySHA1 + `"]}`, "not absolute"},
 		{AnnotationExpectDigests, `{"/bin/sh": []}`, "has no digest"},
+		{AnnotationExpectDigests, `{"boot_aggregatex": ["` + emptySHA1 + `"]}`, "not absolute"},
 		{AnnotationExpectDigests, "{" + strings.Repeat(" ", MaxDigestsSize) + "}",
 			"over the limit"},
 		{AnnotationExpectDigests, "@../../etc/passwd", "not a plain file name"},
