@@ -3,6 +3,8 @@ package imans_test
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -350,4 +352,48 @@ func FuzzActivateStandin(f *testing.F) {
 			t.Fatalf("%d descriptors open after success, want 1", n)
 		}
 	})
+}
+
+// DirFS, the real implementation, runs the same activation on plain
+// files laid out as securityfs: no kernel semantics, but real openat,
+// read, write and close on real descriptors, and the policy written one
+// rule per write reads back whole.
+func TestActivateDirFSOnPlainFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "ima"), 0o755)
+	for name, content := range map[string]string{
+		imans.ActiveFile: "0\n", imans.PolicyFile: "", imans.BinaryListFile: "entry",
+	} {
+		os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644)
+	}
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(root)
+	fs := imans.DirFS{Dir: root}
+
+	act, err := imans.Activate(fs, "dont_measure fsmagic=0x9fa0\nmeasure func=BPRM_CHECK\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close(act.List)
+
+	active, _ := os.ReadFile(filepath.Join(dir, imans.ActiveFile))
+	policy, _ := os.ReadFile(filepath.Join(dir, imans.PolicyFile))
+	if string(active) != "1\n" || string(policy) !=
+		"dont_measure fsmagic=0x9fa0\nmeasure func=BPRM_CHECK\n" {
+		t.Errorf("active %q, policy %q", active, policy)
+	}
+	buf := make([]byte, 16)
+	if n, err := fs.Read(act.List, buf); err != nil || string(buf[:n]) != "entry" {
+		t.Errorf("list read %q, %v", buf[:n], err)
+	}
+
+	// A symbolic link in place of a securityfs file is not followed.
+	os.Remove(filepath.Join(dir, imans.ActiveFile))
+	os.Symlink("/etc/passwd", filepath.Join(dir, imans.ActiveFile))
+	if _, err := imans.Activate(fs, testPolicy, nil); !errors.Is(err, unix.ELOOP) {
+		t.Errorf("activation through a symbolic link: %v, want ELOOP", err)
+	}
 }
