@@ -1,6 +1,7 @@
 package shim
 
 import (
+	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -14,6 +15,9 @@ type Invocation struct {
 	// Bundle is the value of --bundle or -b; empty means the current
 	// folder. Only set for create and run.
 	Bundle string
+	// Config is crun's --config (-f): the spec file when it is not the
+	// bundle's config.json. Only set for create and run.
+	Config string
 	// Log and LogFormat are the runtime's global --log and --log-format;
 	// the wrapper writes its own messages the same way.
 	Log       string
@@ -35,7 +39,17 @@ var globalValueFlags = []string{
 
 // createValueFlags are the options of create and run that take a value.
 var createValueFlags = []string{
-	"bundle", "b", "console-socket", "pid-file", "preserve-fds",
+	"bundle", "b", "console-socket", "pid-file", "preserve-fds", "config", "f",
+}
+
+// ConfigPath is the spec file the runtime will read for create and run:
+// crun's --config as given (crun resolves it from the current folder, not
+// from the bundle), else the bundle's config.json.
+func (inv Invocation) ConfigPath() string {
+	if inv.Config != "" {
+		return inv.Config
+	}
+	return filepath.Join(inv.Bundle, "config.json")
 }
 
 // ParseArgs reads a runc or crun command line (without the program's name)
@@ -88,8 +102,11 @@ func ParseArgs(args []string) Invocation {
 			i++
 			value = args[i]
 		}
-		if name == "bundle" || name == "b" {
+		switch name {
+		case "bundle", "b":
 			inv.Bundle = value
+		case "config", "f":
+			inv.Config = value
 		}
 	}
 	return inv

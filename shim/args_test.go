@@ -11,40 +11,61 @@ func TestParseArgs(t *testing.T) {
 		{"containerd shim", []string{"--root", "/run/containerd/runc/default",
 			"--log", "/run/x/log.json", "--log-format", "json", "create",
 			"--bundle", "/run/b", "--pid-file", "/run/b/init.pid", "ctr1"},
-			Invocation{"create", "/run/b", "/run/x/log.json", "json"}},
+			Invocation{Command: "create", Bundle: "/run/b", Log: "/run/x/log.json", LogFormat: "json"}},
 		{"equals forms", []string{"--root=/r", "--log=/l", "--log-format=text",
-			"run", "-b=/b", "id"}, Invocation{"run", "/b", "/l", "text"}},
+			"run", "-b=/b", "id"}, Invocation{Command: "run", Bundle: "/b", Log: "/l", LogFormat: "text"}},
 		{"single dash", []string{"-root", "/r", "-log", "/l", "create", "-bundle", "/b",
-			"id"}, Invocation{"create", "/b", "/l", ""}},
+			"id"}, Invocation{Command: "create", Bundle: "/b", Log: "/l", LogFormat: ""}},
 		{"short bundle", []string{"create", "-b", "/b", "id"},
-			Invocation{"create", "/b", "", ""}},
+			Invocation{Command: "create", Bundle: "/b", Log: "", LogFormat: ""}},
 		{"bundle after id (crun)", []string{"create", "id", "--bundle", "/b"},
-			Invocation{"create", "/b", "", ""}},
+			Invocation{Command: "create", Bundle: "/b", Log: "", LogFormat: ""}},
 		{"no bundle", []string{"--systemd-cgroup", "create", "id"},
-			Invocation{"create", "", "", ""}},
+			Invocation{Command: "create", Bundle: "", Log: "", LogFormat: ""}},
 		{"value flag before bundle", []string{"create", "--console-socket", "/s",
-			"--pid-file", "--bundle", "id"}, Invocation{"create", "", "", ""}},
+			"--pid-file", "--bundle", "id"}, Invocation{Command: "create", Bundle: "", Log: "", LogFormat: ""}},
 		{"bool flags", []string{"--debug", "--systemd-cgroup", "--log", "/l",
-			"run", "--detach", "--bundle", "/b", "id"}, Invocation{"run", "/b", "/l", ""}},
+			"run", "--detach", "--bundle", "/b", "id"}, Invocation{Command: "run", Bundle: "/b", Log: "/l", LogFormat: ""}},
 		{"crun globals", []string{"--cgroup-manager", "cgroupfs", "--rootless", "true",
 			"--log-level", "debug", "create", "--bundle", "/b", "id"},
-			Invocation{"create", "/b", "", ""}},
+			Invocation{Command: "create", Bundle: "/b", Log: "", LogFormat: ""}},
 		{"start is no create", []string{"--root", "/r", "start", "--bundle", "/b", "id"},
-			Invocation{"start", "", "", ""}},
-		{"state", []string{"state", "id"}, Invocation{"state", "", "", ""}},
+			Invocation{Command: "start", Bundle: "", Log: "", LogFormat: ""}},
+		{"state", []string{"state", "id"}, Invocation{Command: "state", Bundle: "", Log: "", LogFormat: ""}},
 		{"bundle value looks like create",
-			[]string{"--root", "create", "delete", "id"}, Invocation{"delete", "", "", ""}},
+			[]string{"--root", "create", "delete", "id"}, Invocation{Command: "delete", Bundle: "", Log: "", LogFormat: ""}},
+		{"crun config", []string{"create", "-f", "spec.json", "--bundle", "/b", "id"},
+			Invocation{Command: "create", Bundle: "/b", Config: "spec.json"}},
+		{"crun config equals", []string{"run", "--config=/etc/s.json", "id"},
+			Invocation{Command: "run", Config: "/etc/s.json"}},
 		{"version", []string{"--version"}, Invocation{}},
 		{"empty", nil, Invocation{}},
 		{"dangling log", []string{"--log"}, Invocation{}},
 		{"end of options", []string{"--", "create", "-b", "/b", "x"},
-			Invocation{"create", "/b", "", ""}},
+			Invocation{Command: "create", Bundle: "/b", Log: "", LogFormat: ""}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := ParseArgs(c.args); got != c.want {
 				t.Fatalf("got %+v, want %+v", got, c.want)
 			}
 		})
+	}
+}
+
+func TestConfigPath(t *testing.T) {
+	for _, c := range []struct {
+		inv  Invocation
+		want string
+	}{
+		{Invocation{}, "config.json"},
+		{Invocation{Bundle: "/b"}, "/b/config.json"},
+		{Invocation{Bundle: "b"}, "b/config.json"},
+		{Invocation{Bundle: "/b", Config: "s.json"}, "s.json"},
+		{Invocation{Bundle: "/b", Config: "/etc/s.json"}, "/etc/s.json"},
+	} {
+		if got := c.inv.ConfigPath(); got != c.want {
+			t.Errorf("%+v: %q, want %q", c.inv, got, c.want)
+		}
 	}
 }
 

@@ -57,7 +57,7 @@ func runtimeMain(args []string) int {
 	}
 
 	if inv.Creates() {
-		if err := prepareBundle(inv.Bundle, log); err != nil {
+		if err := prepareBundle(inv.ConfigPath(), log); err != nil {
 			log.Error(err.Error())
 			return 1
 		}
@@ -76,13 +76,9 @@ func runtimeMain(args []string) int {
 	return 1
 }
 
-// prepareBundle adds the imans hooks to the bundle's config.json when the
-// container asks for imans. bundle "" is the current folder, as for runc.
-func prepareBundle(bundle string, log *slog.Logger) error {
-	path := filepath.Join(bundle, "config.json")
-	if bundle == "" {
-		path = "config.json"
-	}
+// prepareBundle adds the imans hooks to the bundle's spec file (path) when
+// the container asks for imans.
+func prepareBundle(path string, log *slog.Logger) error {
 	config, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("imans runtime: %w", err)
