@@ -8,20 +8,23 @@ const DefaultPCR = 10
 // Access is one file access (or key, or buffer) the policy decides on.
 // Ids are as the container sees them: map host ids first (IDMap).
 type Access struct {
+	// Func is the hook the access comes from.
 	Func Func
 	// Mask is the access's mask: MayExec, MayWrite, MayRead, MayAppend.
 	Mask uint32
-	// FSMagic, FSUUID and FSName describe the file's filesystem.
+	// FSMagic, FSUUID and FSName describe the file's filesystem (statfs
+	// magic, superblock UUID, filesystem type name).
 	FSMagic uint64
 	FSUUID  [16]byte
 	FSName  string
 
+	// UID, EUID, GID and EGID are the process's real and effective ids.
 	UID, EUID, GID, EGID uint32
 	// FOwner and FGroup are the file's owner and group.
 	FOwner, FGroup uint32
 	// SUID and SGID are the saved ids; they count for euid= and egid=
 	// only when the process holds CAP_SETUID (CAP_SETGID), as in the
-	// kernel.
+	// kernel: CapSetUID and CapSetGID say it does.
 	SUID, SGID           uint32
 	CapSetUID, CapSetGID bool
 
@@ -32,13 +35,15 @@ type Access struct {
 
 // Decision is what the policy says about an access, per action class.
 type Decision struct {
+	// Measure: the access is to be measured.
 	Measure bool
 	// PCR is the PCR to extend: DefaultPCR unless a matching rule said
 	// pcr=.
 	PCR int
 	// Template is the template a matching measure rule named; empty for
 	// the default one.
-	Template              string
+	Template string
+	// Appraise, Audit and Hash are the decisions of the other classes.
 	Appraise, Audit, Hash bool
 	// Lines are the lines of the rules that decided, in policy order.
 	Lines []int

@@ -14,9 +14,12 @@ const OverflowID = 65534
 // IDMapping maps Size ids from ContainerID on to HostID on, as an OCI
 // LinuxIDMapping and a line of /proc/PID/uid_map do.
 type IDMapping struct {
+	// ContainerID is the first id inside the user namespace.
 	ContainerID uint32
-	HostID      uint32
-	Size        uint32
+	// HostID is the first id outside, on the host.
+	HostID uint32
+	// Size is the number of ids mapped.
+	Size uint32
 }
 
 // IDMap is a user namespace's uid or gid map. An empty map is the

@@ -118,8 +118,12 @@ type Rule struct {
 	// Flags says which conditions and options are present.
 	Flags Flag
 
-	Func    Func
-	Mask    uint32
+	// Func is the hook of func=; None when absent.
+	Func Func
+	// Mask is the bit of mask= (CondMask: exactly it; CondInMask: the
+	// ^ form, any access holding it).
+	Mask uint32
+	// FSMagic is fsmagic=, FSName fsname=, FSUUID fsuuid=.
 	FSMagic uint64
 	FSName  string
 	FSUUID  [16]byte
@@ -128,26 +132,29 @@ type Rule struct {
 	// kernel, which keeps a single field for both); UIDOp its comparison.
 	UID   uint32
 	UIDOp Op
-	// GID is the value of gid= or egid=.
-	GID    uint32
-	GIDOp  Op
-	FOwner uint32
-	// FOwnerOp is the comparison of fowner.
+	// GID is the value of gid= or egid=; GIDOp its comparison.
+	GID   uint32
+	GIDOp Op
+	// FOwner is fowner=, FOwnerOp its comparison.
+	FOwner   uint32
 	FOwnerOp Op
+	// FGroup is fgroup=, FGroupOp its comparison.
 	FGroup   uint32
-	// FGroupOp is the comparison of fgroup.
 	FGroupOp Op
 
 	// LSM holds subj_user, subj_role, ... values by slot (ObjUser...);
 	// empty when absent.
 	LSM [numLSM]string
 
+	// Keyrings is the list of keyrings=, Labels that of label=.
 	Keyrings []string
 	Labels   []string
 
 	// Algos lists appraise_algos= in the order given.
-	Algos    []string
-	PCR      int
+	Algos []string
+	// PCR is pcr= (-1 when absent).
+	PCR int
+	// Template is the name of the template=; empty when absent.
 	Template string
 	// Text is the rule as written (comment removed, blanks trimmed).
 	Text string

@@ -65,10 +65,10 @@ type Spec struct {
 	Mode Mode
 	// Backend is "auto" (default), "kernel" or "fanotify".
 	Backend string
-	// PolicyText is the policy as given (the built-in one by default);
-	// Policy is it parsed and checked with DefaultProfile.
+	// PolicyText is the policy as given (the built-in one by default).
 	PolicyText string
-	Policy     *Policy
+	// Policy is PolicyText parsed and checked with DefaultProfile.
+	Policy *Policy
 	// PolicySource is "builtin", "annotation" or "@name".
 	PolicySource string
 	// Expect holds what the report checks at stop.
