@@ -154,17 +154,20 @@ func activateHere(log StepLog) (message, []int) {
 		}
 	}
 
-	act, err := Activate(DirFS{Dir: dir}, req.Policy, log)
-	if err != nil {
-		return failure(err), nil
-	}
-
+	// Opened before the policy is in place: nothing the helper opens
+	// afterwards may add an entry to the container's list.
 	const stepHold = "open the helper's mount namespace (keeps the mount)"
 	mntns, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	log.log(stepHold, err, "")
 	if err != nil {
 		return failure(stepErr(stepHold, err)), nil
 	}
+
+	act, err := Activate(DirFS{Dir: dir}, req.Policy, log)
+	if err != nil {
+		return failure(err), nil
+	}
+
 	return message{Rules: act.Rules}, []int{act.List, mntns}
 }
 
