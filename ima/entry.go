@@ -105,8 +105,7 @@ func NewNG(pcr uint32, algo Hash, fileDigest []byte, name string) (*Entry, error
 	e := &Entry{PCR: pcr, Template: TemplateIMANG}
 	e.Data = appendNGFields(nil, binary.NativeEndian, algo, fileDigest, name)
 
-	d, _ := SHA1.sum(e.Data)
-	e.Digest = d
+	e.Digest, _ = SHA1.appendSum(nil, e.Data)
 	return e, nil
 }
 
@@ -171,11 +170,12 @@ func (e *Entry) IsViolation() bool {
 // Fields splits e.Data into its fields, without their lengths. The
 // fields share e.Data's memory.
 func (e *Entry) Fields() ([][]byte, error) {
-	return splitFields(e.Template, e.Data, e.ByteOrder())
+	return splitFields(nil, e.Template, e.Data, e.ByteOrder())
 }
 
-// splitFields splits template data into its fields.
-func splitFields(template string, data []byte, order binary.ByteOrder) ([][]byte, error) {
+// splitFields splits template data into its fields, appended to dst.
+func splitFields(dst [][]byte, template string, data []byte,
+	order binary.ByteOrder) ([][]byte, error) {
 	if template == TemplateIMA {
 		if len(data) < 24 {
 			return nil, fmt.Errorf("ima template data has %d bytes, want at least 24", len(data))
@@ -184,17 +184,19 @@ func splitFields(template string, data []byte, order binary.ByteOrder) ([][]byte
 		if uint64(n) != uint64(len(data)-24) {
 			return nil, fmt.Errorf("ima template name length %d, %d bytes left", n, len(data)-24)
 		}
-		return [][]byte{data[:20], data[24:]}, nil
+		return append(dst, data[:20], data[24:]), nil
 	}
 
-	var fields [][]byte
+	fields := dst
 	for len(data) > 0 {
 		if len(data) < 4 {
-			return nil, fmt.Errorf("field %d: %d bytes left for its length", len(fields), len(data))
+			return nil, fmt.Errorf("field %d: %d bytes left for its length",
+				len(fields)-len(dst), len(data))
 		}
 		n := order.Uint32(data)
 		if uint64(n) > uint64(len(data)-4) {
-			return nil, fmt.Errorf("field %d: length %d, %d bytes left", len(fields), n, len(data)-4)
+			return nil, fmt.Errorf("field %d: length %d, %d bytes left",
+				len(fields)-len(dst), n, len(data)-4)
 		}
 		fields = append(fields, data[4:4+n])
 		data = data[4+n:]
@@ -266,12 +268,12 @@ func parseDigestNG(f []byte) (Hash, []byte, error) {
 	if i < 1 || f[i-1] != ':' {
 		return "", nil, fmt.Errorf("d-ng field %q: no \"algo:\" prefix", truncate(f))
 	}
-	algo := Hash(f[:i-1])
-	if !algo.Known() {
+	algo, size := hashName(f[:i-1])
+	if size == 0 {
 		return "", nil, fmt.Errorf("d-ng field: hash algorithm %q: %w", string(algo), ErrUnknownHash)
 	}
 	digest := f[i+1:]
-	if len(digest) != algo.Size() {
+	if len(digest) != size {
 		return "", nil, fmt.Errorf("d-ng field: %s digest has %d bytes, want %d",
 			algo, len(digest), algo.Size())
 	}
@@ -298,13 +300,21 @@ func parseDigestNGv2(f []byte) (typ string, algo Hash, digest []byte, err error)
 
 // parseNameNG parses an n-ng field: the name and its NUL.
 func parseNameNG(f []byte) (string, error) {
-	if len(f) == 0 || f[len(f)-1] != 0 {
-		return "", fmt.Errorf("n-ng field %q: no terminating NUL", truncate(f))
-	}
-	if bytes.IndexByte(f[:len(f)-1], 0) >= 0 {
-		return "", fmt.Errorf("n-ng field %q: NUL inside the name", truncate(f))
+	if err := checkNameNG(f); err != nil {
+		return "", err
 	}
 	return string(f[:len(f)-1]), nil
+}
+
+// checkNameNG checks an n-ng field: a name without NUL, then a NUL.
+func checkNameNG(f []byte) error {
+	if len(f) == 0 || f[len(f)-1] != 0 {
+		return fmt.Errorf("n-ng field %q: no terminating NUL", truncate(f))
+	}
+	if bytes.IndexByte(f[:len(f)-1], 0) >= 0 {
+		return fmt.Errorf("n-ng field %q: NUL inside the name", truncate(f))
+	}
+	return nil
 }
 
 // truncate shortens a byte string for an error message.

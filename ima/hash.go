@@ -14,6 +14,7 @@ import (
 	"crypto/sha512"
 	"fmt"
 	"hash"
+	"slices"
 )
 
 // Hash names a hash algorithm the way the kernel does in measurement
@@ -76,19 +77,23 @@ func (h Hash) New() (hash.Hash, error) {
 	return nil, fmt.Errorf("hash algorithm %q: %w", string(h), ErrUnknownHash)
 }
 
-// sum computes h over data without the allocation of a hash.Hash for the
-// common bank algorithms.
-func (h Hash) sum(data ...[]byte) ([]byte, error) {
-	switch h {
-	case SHA1:
-		if len(data) == 1 {
+// appendSum appends h's hash of the concatenated data to dst, without an
+// allocation for the common bank algorithms.
+func (h Hash) appendSum(dst []byte, data ...[]byte) ([]byte, error) {
+	if len(data) == 1 {
+		switch h {
+		case SHA1:
 			s := sha1.Sum(data[0])
-			return s[:], nil
-		}
-	case SHA256:
-		if len(data) == 1 {
+			return append(dst, s[:]...), nil
+		case SHA256:
 			s := sha256.Sum256(data[0])
-			return s[:], nil
+			return append(dst, s[:]...), nil
+		case SHA384:
+			s := sha512.Sum384(data[0])
+			return append(dst, s[:]...), nil
+		case SHA512:
+			s := sha512.Sum512(data[0])
+			return append(dst, s[:]...), nil
 		}
 	}
 	hh, err := h.New()
@@ -98,7 +103,53 @@ func (h Hash) sum(data ...[]byte) ([]byte, error) {
 	for _, d := range data {
 		hh.Write(d)
 	}
-	return hh.Sum(nil), nil
+	return append(dst, hh.Sum(nil)...), nil
+}
+
+// hashName returns the algorithm named by b and its digest size, without
+// an allocation for the bank algorithms; size 0 for an unknown name.
+func hashName(b []byte) (Hash, int) {
+	switch string(b) {
+	case "sha1":
+		return SHA1, 20
+	case "sha256":
+		return SHA256, 32
+	case "sha384":
+		return SHA384, 48
+	case "sha512":
+		return SHA512, 64
+	}
+	h := Hash(b)
+	return h, h.Size()
+}
+
+// extend computes bank(pcr || digest) into pcr, which has the bank's
+// size, without an allocation.
+func extend(bank Hash, pcr, digest []byte) error {
+	var in [128]byte
+	n := copy(in[:], pcr)
+	n += copy(in[n:], digest)
+	switch bank {
+	case SHA1:
+		s := sha1.Sum(in[:n])
+		copy(pcr, s[:])
+	case SHA256:
+		s := sha256.Sum256(in[:n])
+		copy(pcr, s[:])
+	case SHA384:
+		s := sha512.Sum384(in[:n])
+		copy(pcr, s[:])
+	case SHA512:
+		s := sha512.Sum512(in[:n])
+		copy(pcr, s[:])
+	default:
+		s, err := bank.appendSum(nil, slices.Clone(in[:n]))
+		if err != nil {
+			return err
+		}
+		copy(pcr, s)
+	}
+	return nil
 }
 
 // bankForSize returns the bank algorithm whose digest has n bytes, as

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Limits on the lengths found in a list, checked before anything is
@@ -28,6 +29,7 @@ const readChunk = 64 << 10
 type Option func(*config)
 
 type config struct {
+	reuse   bool
 	order   binary.ByteOrder
 	bank    Hash
 	follow  bool
@@ -69,6 +71,13 @@ func Follow() Option {
 	return func(c *config) { c.follow = true }
 }
 
+// Reuse makes a Reader return the same *Entry from every call to Next,
+// overwritten each time, with its memory reused: for a caller that is
+// done with an entry before it reads the next, such as a replay.
+func Reuse() Option {
+	return func(c *config) { c.reuse = true }
+}
+
 // MaxData sets the largest template data an entry may have (default
 // DefaultMaxData); a longer length is an error before any allocation.
 func MaxData(n int) Option {
@@ -95,6 +104,9 @@ type Reader struct {
 	order binary.ByteOrder
 	dsize int
 	err   error
+
+	entry *Entry
+	mem   []byte
 }
 
 // NewBinaryReader returns a Reader of a binary measurement list.
@@ -345,10 +357,23 @@ func (rd *Reader) nextBinary() (*Entry, int, error) {
 	}
 	b = rd.buf[rd.r:rd.w]
 
-	mem := make([]byte, ds+dataLen)
+	var mem []byte
+	var e *Entry
+	if rd.cfg.reuse {
+		if cap(rd.mem) < ds+dataLen {
+			rd.mem = make([]byte, ds+dataLen)
+			rd.entry = &Entry{}
+		}
+		if rd.entry == nil {
+			rd.entry = &Entry{}
+		}
+		mem, e = rd.mem[:ds+dataLen], rd.entry
+	} else {
+		mem, e = make([]byte, ds+dataLen), &Entry{}
+	}
 	copy(mem, b[4:4+ds])
 	copy(mem[ds:], b[n:total])
-	e := &Entry{
+	*e = Entry{
 		PCR:      pcr,
 		Digest:   mem[:ds:ds],
 		Template: template,
@@ -477,7 +502,8 @@ func checkEntry(e *Entry, bank Hash) error {
 		}
 		bank = b
 	}
-	got, err := e.templateHash(bank)
+	var buf [64]byte
+	got, err := e.templateHash(buf[:0], bank)
 	if err != nil {
 		return err
 	}
@@ -489,20 +515,22 @@ func checkEntry(e *Entry, bank Hash) error {
 	// A kernel that cannot compute the bank's hash writes the sha1 one,
 	// zero-padded.
 	if bank != SHA1 {
-		p, err := e.PaddedDigest(bank)
+		var pbuf [64]byte
+		p, err := e.paddedTo(pbuf[:0], bank.Size())
 		if err == nil && bytes.Equal(p, e.Digest) {
 			return nil
 		}
 	}
 	return fmt.Errorf("%s of the template data is %x, the entry says %x: %w",
-		bank, got, e.Digest, ErrTemplateHash)
+		bank, slices.Clone(got), e.Digest, ErrTemplateHash)
 }
 
 // checkFields checks the layout of the data of a built-in template: the
 // number of fields, and the fields whose form is fixed (file digests and
 // names). The data of an unknown template must still split into fields.
 func checkFields(e *Entry) error {
-	fields, err := e.Fields()
+	var buf [12][]byte
+	fields, err := splitFields(buf[:0], e.Template, e.Data, e.ByteOrder())
 	if err != nil {
 		return fmt.Errorf("%s template data: %w: %w", e.Template, err, ErrMalformed)
 	}
@@ -527,7 +555,7 @@ func checkFields(e *Entry) error {
 				_, _, err = parseDigestNG(f)
 			}
 		case "n-ng":
-			_, err = parseNameNG(f)
+			err = checkNameNG(f)
 		}
 		if err != nil {
 			return fmt.Errorf("%s template data: %w: %w", e.Template, err, ErrMalformed)

@@ -46,6 +46,9 @@ type Replay struct {
 	banks      []*bankReplay
 	entries    int
 	violations int
+
+	// buf0 and buf1 hold the digests of an entry being extended.
+	buf0, buf1 [64]byte
 }
 
 // span is a range of prefix lengths [lo, hi], in entries, over which a
@@ -132,10 +135,17 @@ func (r *Replay) Expect(b Hash, pcrs map[uint32][]byte) error {
 
 // Extend replays one entry into every bank.
 func (r *Replay) Extend(e *Entry) error {
+	return r.extendWith(e, nil)
+}
+
+// extendWith is Extend with, in pre, the bank's own hash of the template
+// data already computed for some banks (pre[i] for bank i, or nil).
+func (r *Replay) extendWith(e *Entry, pre [][]byte) error {
 	violation := e.IsViolation()
 	var sha1Digest []byte
+	var sha1Buf [20]byte
 
-	for _, br := range r.banks {
+	for bi, br := range r.banks {
 		if br.h == nil {
 			return fmt.Errorf("replay entry %d: bank %q: %w", r.entries, br.algo, ErrUnknownHash)
 		}
@@ -143,33 +153,39 @@ func (r *Replay) Extend(e *Entry) error {
 
 		// The digests to extend: [0] hash mode, [1] padded mode.
 		var d [2][]byte
+		buf0, buf1 := &r.buf0, &r.buf1
 		size := br.algo.Size()
 		switch {
 		case violation:
-			d[0] = ones(size)
-			d[1] = d[0]
+			d[0] = ffs[:size]
+			if br.algo != SHA1 {
+				d[1] = d[0]
+			}
 		default:
-			if br.mode != ExtendPadded || br.algo == SHA1 {
-				h, err := e.bankDigest(br.algo)
+			if pre != nil && pre[bi] != nil {
+				d[0] = pre[bi]
+			} else if br.mode != ExtendPadded || br.algo == SHA1 {
+				h, err := e.bankDigest(buf0[:0], br.algo)
 				if err != nil {
 					return fmt.Errorf("replay entry %d, bank %s: %w", r.entries, br.algo, err)
 				}
 				d[0] = h
 			}
 			if br.algo == SHA1 {
-				d[1] = d[0]
+				sha1Digest = append(sha1Buf[:0], d[0]...)
 				break
 			}
 			if br.mode != ExtendHash {
 				if sha1Digest == nil {
-					s, err := e.bankDigest(SHA1)
+					s, err := e.bankDigest(sha1Buf[:0], SHA1)
 					if err != nil {
 						return fmt.Errorf("replay entry %d: %w", r.entries, err)
 					}
 					sha1Digest = s
 				}
-				d[1] = make([]byte, size)
-				copy(d[1], sha1Digest)
+				*buf1 = [64]byte{}
+				copy(buf1[:], sha1Digest)
+				d[1] = buf1[:size]
 			}
 		}
 
@@ -177,10 +193,9 @@ func (r *Replay) Extend(e *Entry) error {
 			if d[m] == nil {
 				continue
 			}
-			br.h.Reset()
-			br.h.Write(p.val[m])
-			br.h.Write(d[m])
-			p.val[m] = br.h.Sum(p.val[m][:0])
+			if err := extend(br.algo, p.val[m], d[m]); err != nil {
+				return fmt.Errorf("replay entry %d, bank %s: %w", r.entries, br.algo, err)
+			}
 			p.track(m, r.entries)
 		}
 	}
@@ -192,14 +207,23 @@ func (r *Replay) Extend(e *Entry) error {
 	return nil
 }
 
-// bankDigest is ExtendDigest for an entry that is not a violation, using
-// the template hash already checked by a Reader when it is that bank's.
-func (e *Entry) bankDigest(b Hash) ([]byte, error) {
+// bankDigest appends ExtendDigest for an entry that is not a violation,
+// using the template hash already checked by a Reader when it is that
+// bank's.
+func (e *Entry) bankDigest(dst []byte, b Hash) ([]byte, error) {
 	if len(e.Digest) == b.Size() && e.checked == b {
 		return e.Digest, nil
 	}
-	return e.templateHash(b)
+	return e.templateHash(dst, b)
 }
+
+// ffs is the largest digest of a violation: all 0xff.
+var ffs = func() (b [64]byte) {
+	for i := range b {
+		b[i] = 0xff
+	}
+	return b
+}()
 
 // pcr returns the state of PCR i, made on its first use.
 func (br *bankReplay) pcr(i uint32) *pcrReplay {
@@ -285,11 +309,13 @@ func (r *Replay) PCRMode(b Hash, pcr uint32, m ExtendMode) []byte {
 	if p == nil {
 		return make([]byte, b.Size())
 	}
-	v := p.val[m-ExtendHash]
-	if br.algo != SHA1 && (br.mode != ExtendAuto && br.mode != m) {
+	if br.algo == SHA1 {
+		return slices.Clone(p.val[0])
+	}
+	if br.mode != ExtendAuto && br.mode != m {
 		return nil
 	}
-	return slices.Clone(v)
+	return slices.Clone(p.val[m-ExtendHash])
 }
 
 // PCRs returns the PCR indexes the list extended in bank b, in the order

@@ -169,3 +169,66 @@ func TestParsePCRFile(t *testing.T) {
 		t.Errorf("FormatPCRFile: %q", out.String())
 	}
 }
+
+func TestReadAllSameAsLoop(t *testing.T) {
+	// A list long enough for several batches, with violations, a bad
+	// template hash and per-entry PCR changes.
+	var list []byte
+	for i := range 3000 {
+		e, _ := NewNG(uint32(10+i%2), SHA256, unhex(t, helloSHA256), "/f"+strings.Repeat("x", i%50))
+		if i%97 == 0 {
+			e = NewViolation(10, "/v")
+		}
+		if i == 1234 {
+			e.Digest = make([]byte, 20)
+			e.Digest[0] = 1
+		}
+		list = e.AppendBinary(list, binary.LittleEndian)
+	}
+
+	loop := NewReplay(SHA1, SHA256, SHA384)
+	rd := NewBinaryReader(bytes.NewReader(list))
+	bad := 0
+	for {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if errors.Is(err, ErrTemplateHash) {
+			bad++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		loop.Extend(e)
+	}
+
+	all := NewReplay(SHA1, SHA256, SHA384)
+	st, err := all.ReadAll(NewBinaryReader(bytes.NewReader(list)))
+	if err != nil || st.BadHashes != 1 || bad != 1 {
+		t.Fatalf("ReadAll: %v, %d bad (loop %d)", err, st.BadHashes, bad)
+	}
+	var ie *Error
+	if !errors.As(st.FirstBad, &ie) || ie.Index != 1234 {
+		t.Errorf("first bad: %v", st.FirstBad)
+	}
+	if all.Entries() != 3000 || all.Violations() != loop.Violations() {
+		t.Errorf("%d entries, %d violations", all.Entries(), all.Violations())
+	}
+	for _, b := range []Hash{SHA1, SHA256, SHA384} {
+		for _, pcr := range []uint32{10, 11} {
+			for _, m := range []ExtendMode{ExtendHash, ExtendPadded} {
+				if !bytes.Equal(all.PCRMode(b, pcr, m), loop.PCRMode(b, pcr, m)) {
+					t.Errorf("%s PCR %d %s: %x, loop %x", b, pcr, m,
+						all.PCRMode(b, pcr, m), loop.PCRMode(b, pcr, m))
+				}
+			}
+		}
+	}
+
+	// A list cut inside an entry: the entries before are replayed.
+	cut := NewReplay(SHA1)
+	_, err = cut.ReadAll(NewBinaryReader(bytes.NewReader(list[:len(list)-5])))
+	if !errors.Is(err, ErrTruncated) || cut.Entries() != 2999 {
+		t.Errorf("cut list: %v after %d entries", err, cut.Entries())
+	}
+}

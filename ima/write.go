@@ -128,7 +128,7 @@ func (e *Entry) ExtendDigest(bank Hash) ([]byte, error) {
 	if e.IsViolation() {
 		return ones(size), nil
 	}
-	return e.templateHash(bank)
+	return e.templateHash(nil, bank)
 }
 
 // PaddedDigest returns what a kernel that cannot compute the bank's hash
@@ -142,23 +142,31 @@ func (e *Entry) PaddedDigest(bank Hash) ([]byte, error) {
 	if e.IsViolation() {
 		return ones(size), nil
 	}
-	d, err := e.templateHash(SHA1)
+	return e.paddedTo(nil, size)
+}
+
+// paddedTo appends the sha1 template hash zero-padded to size bytes.
+func (e *Entry) paddedTo(dst []byte, size int) ([]byte, error) {
+	start := len(dst)
+	dst, err := e.templateHash(dst, SHA1)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]byte, size)
-	copy(out, d)
-	return out, nil
+	for len(dst)-start < size {
+		dst = append(dst, 0)
+	}
+	return dst, nil
 }
 
-// templateHash is algo's hash of the template data, as the kernel
-// computes the template hash.
-func (e *Entry) templateHash(algo Hash) ([]byte, error) {
+// templateHash appends algo's hash of the template data to dst, as the
+// kernel computes the template hash.
+func (e *Entry) templateHash(dst []byte, algo Hash) ([]byte, error) {
 	if e.Template != TemplateIMA {
-		return algo.sum(e.Data)
+		return algo.appendSum(dst, e.Data)
 	}
 
-	fields, err := e.Fields()
+	var buf [2][]byte
+	fields, err := splitFields(buf[:0], e.Template, e.Data, e.ByteOrder())
 	if err != nil {
 		return nil, fmt.Errorf("ima entry: %w", err)
 	}
@@ -168,7 +176,7 @@ func (e *Entry) templateHash(algo Hash) ([]byte, error) {
 	}
 	var name [legacyNameSize]byte
 	copy(name[:], fields[1])
-	return algo.sum(fields[0], name[:])
+	return algo.appendSum(dst, fields[0], name[:])
 }
 
 // ones returns n bytes of 0xff.
@@ -182,6 +190,9 @@ func ones(n int) []byte {
 
 // appendU32 appends v in the given byte order.
 func appendU32(dst []byte, order binary.ByteOrder, v uint32) []byte {
+	if ao, ok := order.(binary.AppendByteOrder); ok {
+		return ao.AppendUint32(dst, v)
+	}
 	var b [4]byte
 	order.PutUint32(b[:], v)
 	return append(dst, b[:]...)

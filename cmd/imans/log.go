@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -68,14 +69,14 @@ func logCommand() *cli.Command {
 }
 
 // logOpen opens the list named by the command's argument.
-func logOpen(c *cli.Context) (*os.File, *ima.Reader, error) {
+func logOpen(c *cli.Context, extra ...ima.Option) (*os.File, *ima.Reader, error) {
 	if c.NArg() != 1 {
 		return nil, nil, cli.Exit("imans log "+c.Command.Name+": one FILE expected",
 			logExitUnreadable)
 	}
 	path := c.Args().First()
 
-	var opts []ima.Option
+	opts := extra
 	switch {
 	case c.Bool("canonical") && c.Bool("host-order"):
 		return nil, nil, cli.Exit("--canonical and --host-order exclude each other",
@@ -235,62 +236,102 @@ func logVerify(c *cli.Context) error {
 		}
 	}
 	for b := range want {
-		if !strings.Contains(" sha1 sha256 sha384 sha512 ", " "+string(b)+" ") {
+		if !slices.Contains(banks, b) {
 			return cli.Exit(fmt.Sprintf("bank %s: only sha1, sha256, sha384, sha512", b),
 				logExitUnreadable)
 		}
 	}
+
+	// First every bank extended with its own hash, as kernels from 5.8
+	// do; where a bank does not match, a second pass tries the padded
+	// sha1 hash of older kernels (and Debian's 6.1 for sha384 and
+	// sha512). Two passes over a file cost less than replaying both ways
+	// at once.
+	first := map[ima.Hash]ima.ExtendMode{}
+	for _, b := range banks {
+		first[b] = ima.ExtendHash
+		if m, ok := modes[b]; ok {
+			first[b] = m
+		}
+	}
+	run, err := logReplay(c, banks, want, first)
+	if err != nil {
+		return err
+	}
+	if len(want) > 0 && !run.res.Matched() {
+		second, retry := map[ima.Hash]ima.ExtendMode{}, false
+		for _, b := range run.res.Banks {
+			second[b.Bank] = first[b.Bank]
+			if _, fixed := modes[b.Bank]; !fixed && b.Bank != ima.SHA1 && !b.Matched() {
+				second[b.Bank] = ima.ExtendPadded
+				retry = true
+			}
+		}
+		if retry {
+			if again, err := logReplay(c, banks, want, second); err == nil &&
+				again.res.Matched() {
+				run = again
+			}
+		}
+	}
+	return logReport(c, run, want)
+}
+
+// logRun is one replay of a list by verify.
+type logRun struct {
+	name, format string
+	replay       *ima.Replay
+	res          *ima.Result
+	stats        ima.ReadStats
+}
+
+// logReplay reads the list and replays it with the given modes.
+func logReplay(c *cli.Context, banks []ima.Hash, want map[ima.Hash]map[uint32][]byte,
+	modes map[ima.Hash]ima.ExtendMode) (*logRun, error) {
 	replay := ima.NewReplay(banks...)
 	for b, v := range want {
 		if err := replay.Expect(b, v); err != nil {
-			return cli.Exit(err.Error(), logExitUnreadable)
+			return nil, cli.Exit(err.Error(), logExitUnreadable)
 		}
 	}
 	for b, m := range modes {
 		if err := replay.SetMode(b, m); err != nil {
-			return cli.Exit(err.Error(), logExitUnreadable)
+			return nil, cli.Exit(err.Error(), logExitUnreadable)
 		}
 	}
 
-	f, rd, err := logOpen(c)
+	f, rd, err := logOpen(c, ima.Reuse())
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 
-	badHash := 0
-	for {
-		e, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if errors.Is(err, ima.ErrTemplateHash) {
-			if badHash == 0 {
-				fmt.Fprintf(os.Stderr, "%s: %v\n", f.Name(), err)
-			}
-			badHash++
-		} else if err != nil {
-			return cli.Exit(fmt.Sprintf("%s: %v", f.Name(), err), logExitUnreadable)
-		}
-		if err := replay.Extend(e); err != nil {
-			return cli.Exit(fmt.Sprintf("%s: %v", f.Name(), err), logExitUnreadable)
-		}
+	st, err := replay.ReadAll(rd)
+	if err != nil {
+		return nil, cli.Exit(fmt.Sprintf("%s: %v", f.Name(), err), logExitUnreadable)
 	}
-
-	return logReport(c, f.Name(), rd, replay, want, badHash)
-}
-
-// logReport prints the outcome of verify and returns its exit status.
-func logReport(c *cli.Context, name string, rd *ima.Reader, replay *ima.Replay,
-	want map[ima.Hash]map[uint32][]byte, badHash int) error {
 	format := "binary"
 	if rd.ASCII() {
 		format = "ASCII"
 	} else if rd.Order() == binary.BigEndian {
 		format = "binary, big-endian"
 	}
-	fmt.Printf("%s (%s): %d entries, %d violations\n", name, format, replay.Entries(),
-		replay.Violations())
+	if rd.DigestSize() > 20 {
+		format += fmt.Sprintf(", %d-byte template hashes", rd.DigestSize())
+	}
+	return &logRun{name: f.Name(), format: format, replay: replay, res: replay.Result(),
+		stats: st}, nil
+}
+
+// logReport prints the outcome of verify and returns its exit status.
+func logReport(c *cli.Context, run *logRun, want map[ima.Hash]map[uint32][]byte) error {
+	replay, res, badHash := run.replay, run.res, run.stats.BadHashes
+	fmt.Printf("%s (%s): %d entries, %d violations\n", run.name, run.format,
+		replay.Entries(), replay.Violations())
+	if badHash > 0 {
+		fmt.Printf("template hash: %d entries do not match, the first: %v\n", badHash,
+			run.stats.FirstBad)
+	}
 
 	if len(want) == 0 {
 		for _, b := range []ima.Hash{ima.SHA1, ima.SHA256, ima.SHA384, ima.SHA512} {
@@ -304,7 +345,6 @@ func logReport(c *cli.Context, name string, rd *ima.Reader, replay *ima.Replay,
 		return nil
 	}
 
-	res := replay.Result()
 	for _, b := range res.Banks {
 		for _, pcr := range b.PCRs {
 			state := "mismatch"
@@ -328,7 +368,8 @@ func logReport(c *cli.Context, name string, rd *ima.Reader, replay *ima.Replay,
 		return cli.Exit(fmt.Sprintf("mismatch: %d entries whose template hash does not match",
 			badHash), logExitMismatch)
 	case !res.Matched():
-		return cli.Exit("mismatch: no prefix of the list leads to the PCR values", logExitMismatch)
+		return cli.Exit("mismatch: no prefix of the list leads to the PCR values",
+			logExitMismatch)
 	case c.Bool("whole") && !res.Whole():
 		return cli.Exit(fmt.Sprintf("mismatch: --whole, and only %d of %d entries match",
 			res.Prefix, res.Entries), logExitMismatch)
