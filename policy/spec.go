@@ -166,6 +166,19 @@ func SpecFromAnnotations(ann map[string]string, configDir string) (*Spec, error)
 	if s.Policy == nil && ann[AnnotationPolicy] == "" {
 		s.PolicyText, s.Policy, s.PolicySource = BuiltinText(), Builtin(), "builtin"
 	}
+
+	// With the kernel backend asked for by name, the policy goes into an
+	// IMA namespace, which takes fewer rules: say so now rather than at
+	// activation.
+	if s.Backend == BackendKernel && s.Policy != nil {
+		ns := DefaultProfile().InNamespace(NamespaceDev)
+		if _, err := ParseProfile(s.PolicyText, ns); err != nil {
+			errs = append(errs, fmt.Errorf("annotation %s: policy %s refused inside an "+
+				"IMA namespace (%s=kernel): %w", AnnotationPolicy, s.PolicySource,
+				AnnotationBackend, err))
+		}
+	}
+
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}

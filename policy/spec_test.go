@@ -182,6 +182,25 @@ func TestBadAnnotations(t *testing.T) {
 	}
 }
 
+func TestKernelBackendPolicy(t *testing.T) {
+	ann := map[string]string{AnnotationBackend: BackendKernel}
+	if _, err := SpecFromAnnotations(ann, ""); err != nil {
+		t.Errorf("built-in policy with the kernel backend: %v", err)
+	}
+
+	ann[AnnotationPolicy] = "measure func=BPRM_CHECK\nappraise func=FILE_CHECK\n"
+	_, err := SpecFromAnnotations(ann, "")
+	if err == nil || !strings.Contains(err.Error(), "annotation io.imans.policy: ") ||
+		!strings.Contains(err.Error(), `line 2: "appraise": action not allowed`) {
+		t.Errorf("appraise rule with the kernel backend: %v", err)
+	}
+
+	ann[AnnotationBackend] = BackendFanotify
+	if _, err := SpecFromAnnotations(ann, ""); err != nil {
+		t.Errorf("appraise rule with the fanotify backend: %v", err)
+	}
+}
+
 func TestBadAnnotationsAll(t *testing.T) {
 	_, err := SpecFromAnnotations(map[string]string{
 		AnnotationMode: "x", AnnotationBackend: "y", "io.imans.z": "",
