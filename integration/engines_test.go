@@ -332,3 +332,51 @@ func exitCode(err error) int {
 	}
 	return 0
 }
+
+// TestEnginesWrapperCrun runs an annotated busybox container through
+// imans-runtime with crun as its runtime (IMANS_RUNTIME), in a private
+// mount namespace without the hybrid layout's cgroup v2 mount, which crun
+// 1.8 refuses (ENVIRONMENT.md).
+func TestEnginesWrapperCrun(t *testing.T) {
+	testenv.Root(t)
+	testenv.Command(t, "crun", "runc", "swtpm", "busybox", "unshare")
+	imans, wrapper := engWrapper(t)
+	dir := engWorkDir(t)
+	b := engBundle(t, filepath.Join(dir, "crun"), "/bin/sh", "/app/demo.sh")
+	path := filepath.Join(b, "config.json")
+	data, err := os.ReadFile(path)
+	must(t, err)
+	var spec map[string]any
+	must(t, json.Unmarshal(data, &spec))
+	spec["annotations"] = map[string]string{shim.AnnotationEnable: "true"}
+	data, err = json.Marshal(spec)
+	must(t, err)
+	must(t, os.WriteFile(path, data, 0o644))
+	id := fmt.Sprintf("imans-eng-crun-%d", os.Getpid())
+
+	// --cgroup-manager is crun's own option: runc would refuse the line.
+	script := fmt.Sprintf("umount /sys/fs/cgroup/unified 2>/dev/null; exec %s --root %s "+
+		"--cgroup-manager cgroupfs run --bundle %s %s", wrapper,
+		filepath.Join(dir, "crun-root"), b, id)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "unshare", "-m", "--propagation", "private",
+		"sh", "-c", script)
+	cmd.Env = append(os.Environ(), shim.RuntimeEnv+"=crun")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), engHello) {
+		t.Fatalf("crun through the wrapper: %v\n%s", err, out)
+	}
+
+	r := engReport(t, id)
+	script0 := findEntry(checkWhole(t, r), "/app/demo.sh")
+	if len(script0) != 1 || script0[0].digest != sha256Hex(engScript) {
+		t.Errorf("entries of /app/demo.sh %+v, want one with %s", script0,
+			sha256Hex(engScript))
+	}
+	injected, err := os.ReadFile(path)
+	must(t, err)
+	if want, _, _ := shim.InjectHooks(data, imans); !bytes.Equal(injected, want) {
+		t.Errorf("config.json after the run is not the injection of the original")
+	}
+}
