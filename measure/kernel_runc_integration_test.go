@@ -17,6 +17,7 @@ import (
 
 	"github.com/imans-project/imans/internal/testenv"
 	"github.com/imans-project/imans/measure/imans"
+	"github.com/imans-project/imans/measure/imans/nsenter"
 	"github.com/imans-project/imans/policy"
 )
 
@@ -127,6 +128,9 @@ func TestKernelCollectorRuncUserNamespace(t *testing.T) {
 	testenv.Root(t)
 	if _, err := os.Stat("/sys/kernel/security/ima/active"); err == nil {
 		t.Skip("this kernel may have IMA namespaces")
+	}
+	if !nsenter.Available {
+		testenv.Missing(t, "built without cgo: the helper's constructor is absent")
 	}
 	pid := kernelRuncHeld(t, kernelRuncBundle(t, true))
 

@@ -93,13 +93,6 @@ func Enter(ctx context.Context, pid int, opts EnterOptions) (*Namespace, error) 
 	if err := CheckPolicy(opts.Policy); err != nil {
 		return nil, err
 	}
-	if !nsenter.Available {
-		_, err, _ := nsenter.Result()
-		if err == nil {
-			err = errors.New("this binary was built without cgo")
-		}
-		return nil, fmt.Errorf("IMA namespace helper: %w", err)
-	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
 		timeout = 10 * time.Second
@@ -114,6 +107,10 @@ func Enter(ctx context.Context, pid int, opts EnterOptions) (*Namespace, error) 
 	defer userns.Close()
 	if err := checkOtherUserNS(userns, pid); err != nil {
 		return nil, err
+	}
+	if !nsenter.Available {
+		return nil, errors.New("IMA namespace helper: this binary was built without cgo " +
+			"and cannot enter a user namespace (rebuild with CGO_ENABLED=1)")
 	}
 
 	ours, theirs, err := seqpacketPair()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/imans-project/imans/internal/testenv"
 	"github.com/imans-project/imans/measure/imans"
+	"github.com/imans-project/imans/measure/imans/nsenter"
 )
 
 // hasIMANamespaces says whether the test runs on a kernel with the series,
@@ -70,8 +71,17 @@ func userNamespaceChild(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
+// requireHelper skips where the binary lacks the helper's constructor.
+func requireHelper(t testing.TB) {
+	t.Helper()
+	if !nsenter.Available {
+		testenv.Missing(t, "built without cgo: the helper's constructor is absent")
+	}
+}
+
 func TestEnterOnThisKernelStopsAtMount(t *testing.T) {
 	testenv.Root(t)
+	requireHelper(t)
 	requireNoIMANamespaces(t)
 	pid := userNamespaceChild(t)
 	var rec stepRecorder
@@ -159,6 +169,7 @@ func TestProbeCachedFile(t *testing.T) {
 // On a kernel with the series, the IMA steps come on top of it.
 func BenchmarkEnterUntilMount(b *testing.B) {
 	testenv.Root(b)
+	requireHelper(b)
 	cmd := exec.Command("/bin/sleep", "600")
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Cloneflags:  syscall.CLONE_NEWUSER,

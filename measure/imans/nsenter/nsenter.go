@@ -16,7 +16,6 @@ package nsenter
 
 import (
 	"fmt"
-	"os"
 	"syscall"
 )
 
@@ -63,9 +62,4 @@ func hint(step string, errno syscall.Errno) string {
 		return " (no CAP_SYS_ADMIN in the container's user namespace)"
 	}
 	return ""
-}
-
-func requested() bool {
-	_, ok := os.LookupEnv(EnvUserNSFD)
-	return ok
 }

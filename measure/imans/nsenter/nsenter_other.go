@@ -2,7 +2,10 @@
 
 package nsenter
 
-import "errors"
+import (
+	"errors"
+	"os"
+)
 
 // Available reports whether this binary carries the constructor: not when
 // built without cgo.
@@ -16,4 +19,9 @@ func Result() (asked bool, err error, uidErr error) {
 	}
 	return true, errors.New("this binary was built without cgo: " +
 		"it cannot enter a user namespace (rebuild with CGO_ENABLED=1)"), nil
+}
+
+func requested() bool {
+	_, ok := os.LookupEnv(EnvUserNSFD)
+	return ok
 }
