@@ -76,6 +76,7 @@ type fanotifyCollector struct {
 	marks map[uint64]*mountMark // by mount id
 	cache *onceCache
 	fs    map[uint64]fsInfo // by device number
+	tids  map[int]time.Time // container threads, until when they count
 
 	mu         sync.Mutex
 	incomplete []string
@@ -132,6 +133,7 @@ func NewFanotify(spec Spec, opts ...FanotifyOption) (Collector, error) {
 		marks:     make(map[uint64]*mountMark),
 		cache:     newOnceCache(cfg.cacheSize),
 		fs:        make(map[uint64]fsInfo),
+		tids:      make(map[int]time.Time),
 		hashBuf:   make([]byte, 128<<10),
 	}, nil
 }

@@ -88,15 +88,20 @@ func withCollector(b *testing.B, rootfs, tpmAddr string) func(pid int) func() {
 	}
 }
 
-// withFapolicyd runs fapolicyd, permissive, hashing every file (sha256
-// integrity), with a filesystem mark, its configuration bind-mounted
-// over /etc/fapolicyd in a private mount namespace.
-func withFapolicyd(b *testing.B) func(pid int) func() {
+// withFapolicyd runs fapolicyd, permissive, with a rule that looks up
+// every file in its trust database, where every file of the root
+// filesystem is listed with its sha256 (integrity = sha256: each trusted
+// file is hashed). Its configuration and database folders are
+// bind-mounted over /etc/fapolicyd and /var/lib/fapolicyd in a private
+// mount namespace, so the machine's own stay untouched; a filesystem mark
+// lets it see the container's mounts from there.
+func withFapolicyd(b *testing.B, rootfs string) func(pid int) func() {
 	bin, err := exec.LookPath("fapolicyd")
 	if err != nil {
 		testenv.Missing(b, "fapolicyd not found on PATH")
 	}
-	conf := b.TempDir()
+	conf, db := b.TempDir(), b.TempDir()
+	os.Chmod(conf, 0o755)
 	writeFile(b, filepath.Join(conf, "fapolicyd.conf"), `permissive = 1
 nice_val = 0
 q_size = 640
@@ -114,16 +119,29 @@ syslog_format = rule,dec,perm,auid,pid,exe,:,path,ftype,trust
 rpm_sha256_only = 0
 allow_filesystem_mark = 1
 `, 0o644)
-	writeFile(b, filepath.Join(conf, "fapolicyd.trust"), "", 0o644)
-	writeFile(b, filepath.Join(conf, "rules.d", "10-allow.rules"),
-		"allow perm=any all : all\n", 0o644)
-	writeFile(b, filepath.Join(conf, "fapolicyd.rules"), "allow perm=any all : all\n", 0o644)
+	rules := "allow perm=any all : trust=1\nallow perm=any all : all\n"
+	writeFile(b, filepath.Join(conf, "rules.d", "10-bench.rules"), rules, 0o644)
+	writeFile(b, filepath.Join(conf, "fapolicyd.rules"), rules, 0o644)
 	os.MkdirAll(filepath.Join(conf, "trust.d"), 0o755)
+
+	var trust strings.Builder
+	filepath.WalkDir(rootfs, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&trust, "%s %d %x\n", p, len(data), sha256Of(string(data)))
+		return nil
+	})
+	writeFile(b, filepath.Join(conf, "fapolicyd.trust"), trust.String(), 0o644)
 
 	return func(pid int) func() {
 		cmd := exec.Command("unshare", "-m", "--propagation", "private", "sh", "-c",
-			`mount --bind "$1" /etc/fapolicyd && exec "$2" --permissive --debug`,
-			"sh", conf, bin)
+			`mount --bind "$1" /etc/fapolicyd && mount --bind "$2" /var/lib/fapolicyd &&
+exec "$3" --permissive --debug-deny`, "sh", conf, db, bin)
 		out, err := cmd.StderrPipe()
 		if err != nil {
 			b.Fatal(err)
@@ -131,25 +149,29 @@ allow_filesystem_mark = 1
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		ready := make(chan struct{})
+		started := make(chan bool, 1)
 		go func() {
 			sc := bufio.NewScanner(out)
 			once := false
 			for sc.Scan() {
 				if !once && strings.Contains(sc.Text(), "Starting to listen for events") {
 					once = true
-					close(ready)
+					started <- true
 				}
 			}
 			if !once {
-				close(ready)
+				started <- false
 			}
 		}()
 		select {
-		case <-ready:
-		case <-time.After(30 * time.Second):
+		case ok := <-started:
+			if !ok {
+				cmd.Wait()
+				b.Fatal("fapolicyd ended before listening")
+			}
+		case <-time.After(60 * time.Second):
 			cmd.Process.Kill()
-			b.Fatal("fapolicyd did not start listening within 30s")
+			b.Fatal("fapolicyd did not start listening within 60s")
 		}
 		return func() {
 			cmd.Process.Signal(os.Interrupt)
@@ -184,7 +206,7 @@ func BenchmarkFanotifyWorkload(b *testing.B) {
 		variants = append(variants, struct {
 			name   string
 			around func(pid int) func()
-		}{"fapolicyd", withFapolicyd(b)})
+		}{"fapolicyd", withFapolicyd(b, rootfs)})
 	}
 
 	// Runs alternate between the variants, and each variant's median is

@@ -176,7 +176,7 @@ func (c *fanotifyCollector) measure(ev *fileEvent, d policy.Decision) {
 	}
 
 	name := c.eventName(ev)
-	digest, err := c.hashFile(ev.fd)
+	digest, err := c.hashFile(ev.fd, ev.stx.Size)
 	if err != nil {
 		c.addIncomplete(fmt.Sprintf("%q not measured: %v", name, err))
 		return
@@ -222,15 +222,20 @@ func (c *fanotifyCollector) setTemplate(e *ima.Entry, template string) error {
 	return nil
 }
 
-// hashFile hashes the event's file through its descriptor.
-func (c *fanotifyCollector) hashFile(fd int) ([]byte, error) {
+// hashFile hashes the event's file through its descriptor: its first
+// size bytes, the size at the open, as the kernel hashes i_size bytes.
+func (c *fanotifyCollector) hashFile(fd int, size uint64) ([]byte, error) {
 	h, err := c.algo.New()
 	if err != nil {
 		return nil, err
 	}
 	var off int64
-	for {
-		n, err := unix.Pread(fd, c.hashBuf, off)
+	for uint64(off) < size {
+		buf := c.hashBuf
+		if left := size - uint64(off); left < uint64(len(buf)) {
+			buf = buf[:left]
+		}
+		n, err := unix.Pread(fd, buf, off)
 		if err == unix.EINTR {
 			continue
 		}
@@ -238,11 +243,12 @@ func (c *fanotifyCollector) hashFile(fd int) ([]byte, error) {
 			return nil, fmt.Errorf("reading at %d: %w", off, err)
 		}
 		if n == 0 {
-			return h.Sum(nil), nil
+			break // truncated meanwhile: the kernel hashes what it reads
 		}
-		h.Write(c.hashBuf[:n])
+		h.Write(buf[:n])
 		off += int64(n)
 	}
+	return h.Sum(nil), nil
 }
 
 // eventName returns the file's name as the container sees it: the

@@ -149,9 +149,19 @@ func (c *testContainer) run(t testing.TB) {
 // returns its status.
 func collect(t testing.TB, spec Spec, fn func(), opts ...FanotifyOption) Status {
 	t.Helper()
-	col, err := NewFanotify(spec, opts...)
-	if err != nil {
-		t.Fatal(err)
+	return collectWith(t, spec, nil, fn, opts...)
+}
+
+// collectWith is collect with a collector made beforehand (when col is
+// not nil).
+func collectWith(t testing.TB, spec Spec, col Collector, fn func(),
+	opts ...FanotifyOption) Status {
+	t.Helper()
+	if col == nil {
+		var err error
+		if col, err = NewFanotify(spec, opts...); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -102,10 +103,38 @@ func mapID(m []idRange, host uint32) uint32 {
 // inContainer reports whether the thread tid belongs to the container:
 // it shares the container's pid namespace, or its mount namespace (a
 // process of the container that made a pid namespace of its own).
+//
+// A thread found in the container is remembered for tidMemory, which
+// saves the two lookups in /proc for the bursts of events a process
+// makes. A thread id is reused only after the kernel's pid counter has
+// gone round, so within that time the answer stays right; a thread found
+// outside is never remembered, so no container access is ever missed.
 func (c *fanotifyCollector) inContainer(tid int) bool {
 	if tid == c.self {
 		return false
 	}
+	now := time.Now()
+	if until, ok := c.tids[tid]; ok && now.Before(until) {
+		return true
+	}
+	if !c.checkTid(tid) {
+		return false
+	}
+	if len(c.tids) >= maxTids {
+		clear(c.tids)
+	}
+	c.tids[tid] = now.Add(tidMemory)
+	return true
+}
+
+// How long and how many container threads inContainer remembers.
+const (
+	tidMemory = 100 * time.Millisecond
+	maxTids   = 4096
+)
+
+// checkTid compares the thread's namespaces with the container's.
+func (c *fanotifyCollector) checkTid(tid int) bool {
 	c.pathBuf = strconv.AppendInt(append(c.pathBuf[:0], "/proc/"...), int64(tid), 10)
 	base := len(c.pathBuf)
 

@@ -1,0 +1,31 @@
+#!/bin/sh
+# bench/fanotify.sh: the cost of the fanotify collector on an exec- and
+# open-heavy workload (2,000 distinct small scripts executed and 2,000
+# distinct small files read, in a busybox root filesystem, in new mount
+# and pid namespaces), as the ratio of the median workload time with and
+# without the collector, measured in one run. The collector runs with a
+# swtpm TPM, and without one; fapolicyd runs on the same workload when it
+# is installed (permissive, sha256 integrity, every file in its trust
+# database). Needs root.
+#
+#   bench/fanotify.sh [RUNS]     RUNS of each variant, alternating (5)
+set -eu
+cd "$(dirname "$0")/.."
+runs=${1:-5}
+
+fapolicyd=0
+if command -v fapolicyd >/dev/null 2>&1; then
+	fapolicyd=1
+fi
+
+IMANS_BENCH_NOTPM=1 IMANS_BENCH_FAPOLICYD=$fapolicyd \
+	go test -count=1 -run '^$' -bench '^BenchmarkFanotifyWorkload$' \
+	-benchtime "${runs}x" -timeout 60m ./measure/ |
+	awk '/^BenchmarkFanotifyWorkload/ {
+		for (i = 3; i < NF; i++) v[$(i+1)] = $i
+		printf "plain workload:               %6.2f s (median of '"$runs"')\n", v["s/plain"]
+		printf "collector with swtpm:         %6.2f s  ratio %.2f\n", v["s/collector"], v["collector/plain"]
+		printf "collector without TPM:        %6.2f s  ratio %.2f\n", v["s/collector-notpm"], v["collector-notpm/plain"]
+		if ("s/fapolicyd" in v)
+			printf "fapolicyd (sha256 integrity): %6.2f s  ratio %.2f\n", v["s/fapolicyd"], v["fapolicyd/plain"]
+	}'
