@@ -1,0 +1,23 @@
+package report
+
+import "testing"
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"pass","findings":[],` +
+		`"tpm":{"pcr10":{"sha1":"00"}},"info":{"container_id":"c"}}`))
+	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"fail","findings":[{"kind":"x"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := Parse(data)
+		if err != nil {
+			return
+		}
+		if r.Schema != Schema {
+			t.Fatalf("accepted schema %q", r.Schema)
+		}
+		switch r.Verdict {
+		case Pass, Fail, Incomplete:
+		default:
+			t.Fatalf("accepted verdict %q", r.Verdict)
+		}
+	})
+}
