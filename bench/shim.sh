@@ -2,7 +2,11 @@
 # The runtime wrapper's cost: `runc run` of a busybox container that runs
 # /bin/true, through imans-runtime (no imans annotation, so the wrapper
 # only reads config.json and execs runc) against plain runc, alternated
-# run by run in one session. Prints both medians and their ratio.
+# run by run in one session. Prints the medians and their ratio, for the
+# binary as `make build` makes it and for one built with the tag
+# urfave_cli_no_docs (which drops the CLI library's man-page generator and
+# its markdown package, whose initialisation runs at every start). Also
+# times the wrapper alone, with /bin/true as its runtime.
 # Needs root, runc and busybox-static. N runs of each (default 60).
 set -euo pipefail
 
@@ -13,8 +17,11 @@ cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/imans-bench-shim.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-"$GO" build -o "$work/imans" ./cmd/imans
-ln -s imans "$work/imans-runtime"
+mkdir -p "$work/default" "$work/nodocs"
+"$GO" build -o "$work/default/imans" ./cmd/imans
+"$GO" build -tags urfave_cli_no_docs -o "$work/nodocs/imans" ./cmd/imans
+ln -s imans "$work/default/imans-runtime"
+ln -s imans "$work/nodocs/imans-runtime"
 
 bundle=$work/bundle
 mkdir -p "$bundle/rootfs/bin"
@@ -25,31 +32,13 @@ sed -i -e 's/"terminal": true/"terminal": false/' \
 	-e 's/"sh"$/"\/bin\/true"/' "$bundle/config.json"
 grep -q '"/bin/true"' "$bundle/config.json"
 
-# once RUNTIME ID: run the container once, print the wall time in us
-once() {
+# usec CMD...: run CMD, print its wall time in microseconds
+usec() {
 	local t0 t1
 	t0=$EPOCHREALTIME
-	"$1" run --bundle "$bundle" "$2" >/dev/null
+	"$@" >/dev/null
 	t1=$EPOCHREALTIME
-	echo $(( (${t1/./} - ${t0/./}) ))
-}
-
-# wrapper_only: the wrapper's own cost, with /bin/true as its runtime:
-# parse the line, read config.json, find the runtime, exec it.
-wrapper_only() {
-	local t0 t1
-	t0=$EPOCHREALTIME
-	IMANS_RUNTIME=/bin/true "$work/imans-runtime" run --bundle "$bundle" x
-	t1=$EPOCHREALTIME
-	echo $(( (${t1/./} - ${t0/./}) ))
-}
-
-true_only() {
-	local t0 t1
-	t0=$EPOCHREALTIME
-	/bin/true run --bundle "$bundle" x
-	t1=$EPOCHREALTIME
-	echo $(( (${t1/./} - ${t0/./}) ))
+	echo $(( ${t1/./} - ${t0/./} ))
 }
 
 median() {
@@ -57,31 +46,41 @@ median() {
 		else print (v[NR/2]+v[NR/2+1])/2}'
 }
 
-# warm the page cache and runc's first start
-once runc warm-plain >/dev/null
-once "$work/imans-runtime" warm-wrapped >/dev/null
+wrapped_true() {
+	IMANS_RUNTIME=/bin/true "$1" run --bundle "$bundle" x
+}
 
-: >"$work/plain"
-: >"$work/wrapped"
-: >"$work/true"
-: >"$work/wonly"
+# warm the page cache and runc's first start
+usec runc run --bundle "$bundle" warm-plain >/dev/null
+usec "$work/default/imans-runtime" run --bundle "$bundle" warm-wrapped >/dev/null
+
+load=$(cut -d' ' -f1 /proc/loadavg)
+for f in plain default nodocs true wdefault wnodocs; do : >"$work/$f.us"; done
 for i in $(seq "$N"); do
-	once runc "plain-$$-$i" >>"$work/plain"
-	once "$work/imans-runtime" "wrapped-$$-$i" >>"$work/wrapped"
-	true_only >>"$work/true"
-	wrapper_only >>"$work/wonly"
+	usec runc run --bundle "$bundle" "p-$$-$i" >>"$work/plain.us"
+	usec "$work/default/imans-runtime" run --bundle "$bundle" "d-$$-$i" >>"$work/default.us"
+	usec "$work/nodocs/imans-runtime" run --bundle "$bundle" "n-$$-$i" >>"$work/nodocs.us"
+	usec /bin/true run --bundle "$bundle" x >>"$work/true.us"
+	usec wrapped_true "$work/default/imans-runtime" >>"$work/wdefault.us"
+	usec wrapped_true "$work/nodocs/imans-runtime" >>"$work/wnodocs.us"
 done
 
-plain=$(median <"$work/plain")
-wrapped=$(median <"$work/wrapped")
-tru=$(median <"$work/true")
-wonly=$(median <"$work/wonly")
-awk -v p="$plain" -v w="$wrapped" -v t="$tru" -v o="$wonly" -v n="$N" 'BEGIN {
-	printf "runc run /bin/true, %d runs each (median)\n", n
-	printf "  plain runc:            %8.2f ms\n", p / 1000
-	printf "  through imans-runtime: %8.2f ms\n", w / 1000
-	printf "  ratio wrapper/plain:   %8.3f (goal < 1.10)\n", w / p
-	printf "the wrapper alone (its runtime /bin/true), median\n"
-	printf "  /bin/true:             %8.2f ms\n", t / 1000
-	printf "  imans-runtime:         %8.2f ms (adds %.2f ms)\n", o / 1000, (o - t) / 1000
+for f in plain default nodocs true wdefault wnodocs; do
+	eval "m_$f=$(median <"$work/$f.us")"
+done
+awk -v p="$m_plain" -v d="$m_default" -v n="$m_nodocs" -v t="$m_true" \
+	-v wd="$m_wdefault" -v wn="$m_wnodocs" -v runs="$N" -v load="$load" \
+	-v cores="$(nproc)" 'BEGIN {
+	printf "runc run /bin/true, %d runs each, medians (load %s on %d cores)\n", runs,
+		load, cores
+	printf "  plain runc:                      %7.2f ms\n", p / 1000
+	printf "  imans-runtime (make build):      %7.2f ms  ratio %.3f (goal < 1.10)\n",
+		d / 1000, d / p
+	printf "  imans-runtime (no_docs tag):     %7.2f ms  ratio %.3f\n", n / 1000, n / p
+	printf "the wrapper alone, its runtime /bin/true\n"
+	printf "  /bin/true:                       %7.2f ms\n", t / 1000
+	printf "  imans-runtime (make build):      %7.2f ms  adds %.2f ms\n", wd / 1000,
+		(wd - t) / 1000
+	printf "  imans-runtime (no_docs tag):     %7.2f ms  adds %.2f ms\n", wn / 1000,
+		(wn - t) / 1000
 }'
