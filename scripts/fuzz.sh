@@ -6,6 +6,6 @@ for file in $(grep -rl --include='*_test.go' '^func Fuzz' .); do
 	pkg=./$(dirname "$file")
 	for target in $(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' "$file"); do
 		echo "fuzz $pkg $target ($time)"
-		go test -run '^$' -fuzz "^$target\$" -fuzztime "$time" "$pkg"
+		go test -run "^$" -fuzz "^$target\$" -fuzztime "$time" -fuzzminimizetime 2s "$pkg"
 	done
 done
