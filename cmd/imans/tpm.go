@@ -24,8 +24,6 @@ const defaultTPM = "/dev/tpmrm0"
 
 // tpmCommand is `imans tpm`: read PCRs, make and check quotes.
 func tpmCommand() *cli.Command {
-	tpmFlag := &cli.StringFlag{Name: "tpm", Value: defaultTPM, EnvVars: []string{"IMANS_TPM"},
-		Usage: "TPM address: /dev/tpmrm0, /dev/tpm0, unix:/path/swtpm.sock, tcp:host:port"}
 	return &cli.Command{
 		Name:  "tpm",
 		Usage: "read PCRs of a TPM, make quotes and verify them",
@@ -34,7 +32,7 @@ func tpmCommand() *cli.Command {
 				Name:  "pcrs",
 				Usage: "print PCR values (tpm2_pcrread's layout)",
 				Flags: []cli.Flag{
-					tpmFlag,
+					tpmFlag(),
 					&cli.StringFlag{Name: "banks",
 						Usage: "comma-separated banks (default: all allocated)"},
 					&cli.StringFlag{Name: "pcr", Usage: "comma-separated PCR indexes (default: all)"},
@@ -45,7 +43,7 @@ func tpmCommand() *cli.Command {
 			{
 				Name:  "ak",
 				Usage: "print the attestation key's public part (PEM), optionally persist it",
-				Flags: append([]cli.Flag{tpmFlag}, append(akFlags(),
+				Flags: append([]cli.Flag{tpmFlag()}, append(akFlags(),
 					&cli.StringFlag{Name: "pub", Usage: "also write the TPM2B_PUBLIC to this file"},
 					&cli.StringFlag{Name: "persist",
 						Usage: "make the key persistent at this handle (0x81xxxxxx)"},
@@ -56,7 +54,7 @@ func tpmCommand() *cli.Command {
 				Name:  "quote",
 				Usage: "quote PCRs with qualifying data and write the quote as JSON",
 				Flags: append([]cli.Flag{
-					tpmFlag,
+					tpmFlag(),
 					&cli.StringFlag{Name: "pcrs", Value: "10",
 						Usage: "PCR indexes (\"10,11\") or a selection (\"sha1:10+sha256:10\")"},
 					&cli.StringFlag{Name: "banks",
@@ -88,6 +86,12 @@ func tpmCommand() *cli.Command {
 			},
 		},
 	}
+}
+
+// tpmFlag is --tpm, made anew for each command that takes it.
+func tpmFlag() cli.Flag {
+	return &cli.StringFlag{Name: "tpm", Value: defaultTPM, EnvVars: []string{"IMANS_TPM"},
+		Usage: "TPM address: /dev/tpmrm0, /dev/tpm0, unix:/path/swtpm.sock, tcp:host:port"}
 }
 
 // akFlags are the flags that choose an attestation key.
