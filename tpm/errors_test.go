@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/imans-project/imans/internal/testenv"
 )
@@ -263,4 +264,67 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
+}
+
+// TestDeviceWithoutTPM opens a character device that is no TPM (a node
+// like /dev/null: writes vanish, reads give end of file): the device path
+// reports the end of file as a lost connection, at once.
+func TestDeviceWithoutTPM(t *testing.T) {
+	testenv.Root(t)
+	dev := filepath.Join(shortDir(t), "not-a-tpm")
+	if err := syscall.Mknod(dev, syscall.S_IFCHR|0o600, 1<<8|3); err != nil {
+		t.Fatal(err)
+	}
+	tp, err := Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	tp.SetTimeout(2 * time.Second)
+	start := time.Now()
+	_, err = tp.Banks()
+	if !errors.Is(err, ErrGone) || !strings.Contains(err.Error(), dev) {
+		t.Fatalf("Banks on /dev/null: %v, want ErrGone naming %s", err, dev)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("took %v", d)
+	}
+}
+
+// TestDeviceHangsTimesOut sends a command to a character device that
+// never answers (the terminal side of a pseudo-terminal nobody writes to):
+// ErrTimeout at the deadline, not a hang.
+func TestDeviceHangsTimesOut(t *testing.T) {
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		testenv.Missing(t, "no /dev/ptmx: %v", err)
+	}
+	defer master.Close()
+	var unlock int32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCSPTLCK,
+		uintptr(unsafe.Pointer(&unlock))); e != 0 {
+		t.Fatal(e)
+	}
+	var n uint32
+	if _, _, e := syscall.Syscall(syscall.SYS_IOCTL, master.Fd(), syscall.TIOCGPTN,
+		uintptr(unsafe.Pointer(&n))); e != 0 {
+		t.Fatal(e)
+	}
+	dev := "/dev/pts/" + strconv.Itoa(int(n))
+
+	tp, err := Open(dev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tp.Close()
+	tp.SetTimeout(300 * time.Millisecond)
+	start := time.Now()
+	_, err = tp.ReadPCR(10, "sha256")
+	elapsed := time.Since(start)
+	if !errors.Is(err, ErrTimeout) || !strings.Contains(err.Error(), dev) {
+		t.Fatalf("ReadPCR on a silent device: %v, want ErrTimeout naming %s", err, dev)
+	}
+	if elapsed < 300*time.Millisecond || elapsed > 2*time.Second {
+		t.Fatalf("timed out after %v, deadline 300ms", elapsed)
+	}
 }
