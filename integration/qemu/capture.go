@@ -10,6 +10,7 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"hash"
@@ -45,6 +46,22 @@ var workloadFiles = map[string][]byte{
 const workload = `cat /root/data/hello.txt "/root/data/with space.txt" > /dev/null
 /root/data/run.sh
 cat /root/data/nested/deep.txt > /dev/null
+`
+
+// oddNames are files whose names the lists record raw (newline, tab,
+// invalid UTF-8) or, in the legacy template, shortened to the base name
+// (a path of 255 bytes or more).
+var oddNames = map[string][]byte{
+	"/root/odd/new\nline.txt":         []byte("newline\n"),
+	"/root/odd/tab\there.txt":         []byte("tab\n"),
+	"/root/odd/bad-\xff\xfe-utf8.txt": []byte("invalid utf-8\n"),
+	"/root/odd/long/" + strings.Repeat("d", 120) + "/" + strings.Repeat("e", 120) +
+		"/long-name.txt": []byte("a path of 270 bytes\n"),
+}
+
+const oddWorkload = `for f in /root/odd/* /root/odd/long/*/*/*; do
+	if [ -f "$f" ]; then cat "$f" > /dev/null; fi
+done
 `
 
 // bufPolicy is loaded by the ima-buf sets: keys (the early boot keys
@@ -97,7 +114,19 @@ func CaptureSets() []CaptureSet {
 					"cat /root/data/hello.txt > /dev/null\n"},
 		)
 	}
+	for _, k := range Series() {
+		sets = append(sets, CaptureSet{Name: k + "-names", Kernel: k,
+			Cmdline:  "ima_policy=tcb ima_template=ima-ng",
+			Template: "ima-ng", Hash: "sha256",
+			Policy: "tcb; file names with a newline, a tab, invalid UTF-8, a 270-byte path",
+			Extra:  oddWorkload, Files: oddNames})
+	}
 	sets = append(sets,
+		CaptureSet{Name: "6.12-ima-names", Kernel: "6.12",
+			Cmdline:  "ima_policy=tcb ima_template=ima",
+			Template: "ima", Hash: "sha1 (forced by the legacy template)",
+			Policy: "tcb; odd names as in the -names sets: the 270-byte path is cut to its base name",
+			Extra:  oddWorkload, Files: oddNames},
 		CaptureSet{Name: "6.12-canonical", Kernel: "6.12",
 			Cmdline:  "ima_policy=tcb ima_template=ima-ng ima_canonical_fmt",
 			Template: "ima-ng", Hash: "sha256", Policy: "tcb; binary lists little-endian"},
@@ -120,6 +149,9 @@ func Capture(ctx context.Context, set CaptureSet, cacheDir string) (
 	map[string][]byte, *Result, error) {
 	files := map[string][]byte{}
 	for name, data := range workloadFiles {
+		files[name] = data
+	}
+	for name, data := range set.Files {
 		files[name] = data
 	}
 	if strings.Contains(set.Extra, "addkey") {
@@ -183,24 +215,28 @@ func (set CaptureSet) info(res *Result, files map[string][]byte) string {
 	return b.String()
 }
 
-// CheckReplay recomputes PCR 10 from the template hashes of the ASCII
+// CheckReplay recomputes PCR 10 from the template hashes of the binary
 // lists (a violation's zero hash extends all-0xff) and compares it with
 // the snapshot's PCR files: the classic list against sha1, and each
 // per-bank list (6.12) against its bank. It is independent of package
 // ima on purpose, a second opinion on the captured data.
 func CheckReplay(files map[string][]byte) error {
-	checks := map[string]string{"ascii_runtime_measurements": "sha1"}
+	checks := map[string]string{"binary_runtime_measurements": "sha1"}
 	for name := range files {
-		if bank, ok := strings.CutPrefix(name, "ascii_runtime_measurements_"); ok {
+		if bank, ok := strings.CutPrefix(name, "binary_runtime_measurements_"); ok {
 			checks[name] = bank
 		}
 	}
 	for list, bank := range checks {
+		data, ok := files[list]
+		if !ok {
+			return fmt.Errorf("no %s", list)
+		}
 		want, err := pcrValue(files["pcr-"+bank+".txt"], 10)
 		if err != nil {
 			return fmt.Errorf("pcr-%s.txt: %w", bank, err)
 		}
-		got, n, err := replayASCII(files[list], bank)
+		got, n, err := replayBinary(data, bank)
 		if err != nil {
 			return fmt.Errorf("%s: %w", list, err)
 		}
@@ -212,33 +248,74 @@ func CheckReplay(files map[string][]byte) error {
 	return nil
 }
 
-// replayASCII extends a zero PCR with each line's template hash (field 2).
-func replayASCII(list []byte, bank string) ([]byte, int, error) {
+// replayBinary extends a zero PCR with each entry's template hash, read
+// from a binary list in the host's (little-endian) order: u32 PCR, the
+// hash (the bank's size), u32 template name length and name, then u32
+// data length and data; the legacy "ima" template has no data length but
+// a 20-byte digest, u32 name length and name.
+func replayBinary(list []byte, bank string) ([]byte, int, error) {
 	newHash := map[string]func() hash.Hash{
 		"sha1": sha1.New, "sha256": sha256.New, "sha384": sha512.New384, "sha512": sha512.New,
 	}[bank]
 	if newHash == nil {
 		return nil, 0, fmt.Errorf("bank %s not known to the replay check", bank)
 	}
-	pcr := make([]byte, newHash().Size())
+	size := newHash().Size()
+	pcr := make([]byte, size)
 	n := 0
-	for i, line := range strings.Split(strings.TrimSuffix(string(list), "\n"), "\n") {
-		fields := strings.Fields(line)
-		if len(fields) < 2 {
-			return nil, n, fmt.Errorf("line %d: too few fields", i+1)
+	for off := 0; off < len(list); n++ {
+		start := off
+		take := func(k int) ([]byte, error) {
+			if k < 0 || k > len(list)-off {
+				return nil, fmt.Errorf("entry %d at byte %d: truncated", n, start)
+			}
+			b := list[off : off+k]
+			off += k
+			return b, nil
 		}
-		digest, err := hex.DecodeString(fields[1])
-		if err != nil || len(digest) != len(pcr) {
-			return nil, n, fmt.Errorf("line %d: template hash %q", i+1, fields[1])
+		u32 := func() (int, error) {
+			b, err := take(4)
+			if err != nil {
+				return 0, err
+			}
+			return int(binary.LittleEndian.Uint32(b)), nil
 		}
-		if bytes.Equal(digest, make([]byte, len(digest))) {
-			digest = bytes.Repeat([]byte{0xff}, len(digest))
+
+		if _, err := take(4); err != nil {
+			return nil, n, err
+		}
+		digest, err := take(size)
+		if err != nil {
+			return nil, n, err
+		}
+		nameLen, err := u32()
+		if err != nil {
+			return nil, n, err
+		}
+		name, err := take(nameLen)
+		if err != nil {
+			return nil, n, err
+		}
+		if string(name) == "ima" {
+			if _, err := take(20); err != nil {
+				return nil, n, err
+			}
+		}
+		dataLen, err := u32()
+		if err != nil {
+			return nil, n, err
+		}
+		if _, err := take(dataLen); err != nil {
+			return nil, n, err
+		}
+
+		if bytes.Equal(digest, make([]byte, size)) {
+			digest = bytes.Repeat([]byte{0xff}, size)
 		}
 		h := newHash()
 		h.Write(pcr)
 		h.Write(digest)
 		pcr = h.Sum(nil)
-		n++
 	}
 	return pcr, n, nil
 }

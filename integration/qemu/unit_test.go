@@ -124,8 +124,8 @@ func TestParseWire(t *testing.T) {
 }
 
 // TestCheckReplayCapturedData replays every captured set (the sha1 list
-// and each per-bank list) and checks that a changed template hash and two
-// swapped entries are caught.
+// and each per-bank list) and checks that a changed template hash, a
+// truncated list and a list with extra entries are caught.
 func TestCheckReplayCapturedData(t *testing.T) {
 	dirs, _ := filepath.Glob("../../ima/testdata/kernel/*")
 	if len(dirs) < 10 {
@@ -137,22 +137,23 @@ func TestCheckReplayCapturedData(t *testing.T) {
 			t.Errorf("%s: %v", dir, err)
 		}
 
-		lines := strings.SplitAfter(string(files["ascii_runtime_measurements"]), "\n")
-		if len(lines) < 4 {
-			t.Fatalf("%s: only %d lines", dir, len(lines))
-		}
+		list := files["binary_runtime_measurements"]
 		changed := copyFiles(files)
-		edited := append([]string(nil), lines...)
-		edited[1] = "10 " + flipHex(lines[1][3:5]) + lines[1][5:]
-		changed["ascii_runtime_measurements"] = []byte(strings.Join(edited, ""))
+		edited := append([]byte(nil), list...)
+		edited[4] ^= 1 // first byte of the first entry's template hash
+		changed["binary_runtime_measurements"] = edited
 		if err := CheckReplay(changed); err == nil {
 			t.Errorf("%s: changed template hash replays", dir)
 		}
-		swapped := copyFiles(files)
-		lines[1], lines[2] = lines[2], lines[1]
-		swapped["ascii_runtime_measurements"] = []byte(strings.Join(lines, ""))
-		if err := CheckReplay(swapped); err == nil {
-			t.Errorf("%s: swapped entries replay", dir)
+		cut := copyFiles(files)
+		cut["binary_runtime_measurements"] = list[:len(list)-1]
+		if err := CheckReplay(cut); err == nil || !strings.Contains(err.Error(), "truncated") {
+			t.Errorf("%s: truncated list: %v", dir, err)
+		}
+		extra := copyFiles(files)
+		extra["binary_runtime_measurements"] = append(append([]byte(nil), list...), list...)
+		if err := CheckReplay(extra); err == nil {
+			t.Errorf("%s: doubled list replays", dir)
 		}
 	}
 }
@@ -213,13 +214,6 @@ func copyFiles(files map[string][]byte) map[string][]byte {
 		out[k] = v
 	}
 	return out
-}
-
-func flipHex(s string) string {
-	if s == "00" {
-		return "01"
-	}
-	return "00"
 }
 
 func TestResultTakeStatus(t *testing.T) {
