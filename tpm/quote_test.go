@@ -339,3 +339,73 @@ func TestQuoteToolsPCRFile(t *testing.T) {
 		t.Errorf("pcr file %x, want %x%x", got, want1, want256)
 	}
 }
+
+// TestVerifyQuoteOfTpm2Tools checks a quote made by tpm2-tools alone
+// (tpm2_createek, tpm2_createak, tpm2_quote) with VerifyQuote: our
+// verifier accepts what another implementation made, and reads the PCR
+// value we extended.
+func TestVerifyQuoteOfTpm2Tools(t *testing.T) {
+	for _, tool := range []string{"tpm2_createek", "tpm2_createak", "tpm2_quote",
+		"tpm2_readpublic", "tpm2_flushcontext"} {
+		testenv.Command(t, tool)
+	}
+	s, tp := openSwtpm(t)
+	_, want256 := extendKnown(t, tp, "tpm2-tools")
+	tp.Close() // swtpm serves one connection at a time
+
+	dir := t.TempDir()
+	env := append(os.Environ(), "TPM2TOOLS_TCTI=swtpm:path="+filepath.Join(s.Dir, SwtpmSocket))
+	// Without a resource manager, transient objects and sessions must be
+	// flushed between the tools.
+	steps := [][]string{
+		{"tpm2_createek", "-c", "ek.ctx", "-G", "ecc"},
+		{"tpm2_createak", "-C", "ek.ctx", "-c", "ak.ctx", "-G", "ecc", "-g", "sha256",
+			"-s", "ecdsa", "-u", "ak.pem", "-f", "pem", "-n", "ak.name"},
+		{"tpm2_readpublic", "-c", "ak.ctx", "-o", "ak.tss"},
+		{"tpm2_quote", "-c", "ak.ctx", "-l", "sha256:10,11", "-q", "0a0b0c", "-m", "q.msg",
+			"-s", "q.sig", "-o", "q.pcrs", "-F", "values", "-g", "sha256"},
+	}
+	for _, step := range steps {
+		for _, cmd := range [][]string{step, {"tpm2_flushcontext", "-t"},
+			{"tpm2_flushcontext", "-s"}} {
+			c := exec.Command(cmd[0], cmd[1:]...)
+			c.Dir, c.Env = dir, env
+			if out, err := c.CombinedOutput(); err != nil {
+				t.Fatalf("%v: %v\n%s", cmd, err, out)
+			}
+		}
+	}
+
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	values := read("q.pcrs")
+	if len(values) != 64 {
+		t.Fatalf("q.pcrs has %d bytes, want two sha256 values", len(values))
+	}
+	q := &Quote{
+		Attest:    read("q.msg"),
+		Signature: read("q.sig"),
+		AKPublic:  read("ak.tss"),
+		PCRs:      map[string]map[int][]byte{"sha256": {10: values[:32], 11: values[32:]}},
+	}
+	if _, err := VerifyQuote(q, []byte{0x0a, 0x0b, 0x0c}); err != nil {
+		t.Fatalf("VerifyQuote of a tpm2_quote quote: %v", err)
+	}
+	if err := q.ComparePCRs(map[string]map[int][]byte{"sha256": {10: want256}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := VerifyQuote(q, []byte{0x0a, 0x0b}); !errors.Is(err, ErrQuoteNonce) {
+		t.Fatalf("other nonce: %v", err)
+	}
+
+	// Our PEM form of tpm2-tools' key equals tpm2-tools' own.
+	p, err := PublicPEM(q.AKPublic)
+	if err != nil || !bytes.Equal(p, read("ak.pem")) {
+		t.Fatalf("PublicPEM differs from tpm2_createak's:\n%s\n%s (%v)", p, read("ak.pem"), err)
+	}
+}
