@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"log/syslog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -188,6 +189,11 @@ func hookConfig(p hook.Paths, ann map[string]string) (hook.CreateConfig, error) 
 	c.Exe, err = os.Executable()
 	if err != nil {
 		return c, fmt.Errorf("find the imans binary: %w", err)
+	}
+	// The TPM starts in the background, after the container may have
+	// started; a missing swtpm is the one failure known here.
+	if _, err := exec.LookPath("swtpm"); err != nil {
+		return c, fmt.Errorf("container tpm: swtpm not found on the hook's PATH: %w", err)
 	}
 	return c, nil
 }
