@@ -174,13 +174,19 @@ func (in *installer) hooksD(defaultDir, engine string) error {
 	return nil
 }
 
-// criSection finds a CRI plugin section header in a containerd config.
-var criSection = regexp.MustCompile(
-	`(?m)^\s*\[\s*plugins\.\s*["']io\.containerd\.grpc\.v1\.cri["']`)
+// criSection and importsDropIns find a CRI plugin section header and an
+// imports line that takes the drop-in folder in a containerd config.
+// Compiled when needed: package-level patterns would cost every start of
+// the binary, the runtime wrapper's included.
+func criSection() *regexp.Regexp {
+	return regexp.MustCompile(
+		`(?m)^\s*\[\s*plugins\.\s*["']io\.containerd\.grpc\.v1\.cri["']`)
+}
 
-// importsDropIns finds an imports line that takes the drop-in folder.
-var importsDropIns = regexp.MustCompile(`(?m)^\s*imports\s*=.*` +
-	regexp.QuoteMeta(containerdDropIns) + `/`)
+func importsDropIns() *regexp.Regexp {
+	return regexp.MustCompile(`(?m)^\s*imports\s*=.*` +
+		regexp.QuoteMeta(containerdDropIns) + `/`)
+}
 
 // containerd prints the runtime handler and writes it as a drop-in where
 // that is safe. containerd 1.x replaces a whole plugin section with the
@@ -197,7 +203,7 @@ func (in *installer) containerd() error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("install: %w", err)
 	}
-	if criSection.Match(config) {
+	if criSection().Match(config) {
 		in.say("%s has a CRI section of its own, which an imported file would replace "+
 			"whole: paste the handler above into it, then restart containerd", in.ctrConfig)
 		return nil
@@ -217,7 +223,7 @@ func (in *installer) containerd() error {
 		if err := in.write(in.ctrConfig, []byte("version = 2\n"+imports)); err != nil {
 			return err
 		}
-	case !importsDropIns.Match(config):
+	case !importsDropIns().Match(config):
 		in.say("add this line near the top of %s so that containerd reads %s:\n\n%s",
 			in.ctrConfig, dropIn, imports)
 	}
