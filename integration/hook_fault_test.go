@@ -74,6 +74,7 @@ func TestHookCollectorKilled(t *testing.T) {
 	}
 
 	r := e.reportOf("killed-collector")
+	t.Logf("reasons: %q", r.Incomplete)
 	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "was not running at stop") {
 		t.Errorf("verdict %s, reasons %q: want incomplete naming the collector", r.Verdict,
 			r.Incomplete)
@@ -99,6 +100,7 @@ func TestHookTPMKilled(t *testing.T) {
 	}
 
 	r := e.reportOf("killed-tpm")
+	t.Logf("reasons: %q", r.Incomplete)
 	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "tpm") {
 		t.Errorf("verdict %s, reasons %q: want incomplete naming the tpm", r.Verdict,
 			r.Incomplete)
