@@ -32,6 +32,7 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 	}
 
 	var first error
+	var firstEntry *Entry
 	lines, firstEnd := 1, end
 	for {
 		text := rd.buf[rd.r : rd.r+end]
@@ -47,14 +48,24 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 			return e, rd.consumed(end), nil
 		}
 		if first == nil {
-			first = perr
+			first, firstEntry = perr, e
 		}
 
-		// The name may go on after a newline: join the next line.
-		if lines >= maxNameLines || rd.r+end >= rd.w {
+		// The name may go on after a newline: join the next line. In
+		// follow mode, that line may not be there yet.
+		if lines >= maxNameLines {
+			break
+		}
+		if rd.fill(end+2) != nil && rd.w-rd.r <= end+1 {
+			if rd.cfg.follow {
+				return nil, 0, ErrPartial
+			}
 			break
 		}
 		next, err := rd.lineEnd(end + 1)
+		if errors.Is(err, ErrPartial) {
+			return nil, 0, ErrPartial
+		}
 		if err != nil || next-firstEnd > maxNameJoin {
 			break
 		}
@@ -67,7 +78,7 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 		// Skip the first line only: reading goes on after a bad entry.
 		rd.line++
 		one, _ := rd.lineEnd(0)
-		return nil, rd.consumed(one), e
+		return firstEntry, rd.consumed(one), e
 	}
 	if !errors.Is(first, ErrMalformed) && !errors.Is(first, ErrUnknownHash) {
 		e.Err = fmt.Errorf("%w: %w", first, ErrMalformed)

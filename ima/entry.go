@@ -7,7 +7,9 @@ import (
 	"strings"
 )
 
-// Entry is one entry of a measurement list.
+// Entry is one entry of a measurement list. An Entry from a Reader
+// remembers that its template hash matched its data, which spares a
+// replay one hash: change Digest or Data only on a copy made with Clone.
 type Entry struct {
 	// PCR is the index of the PCR the entry extends.
 	PCR uint32
@@ -151,6 +153,16 @@ func appendNGFields(dst []byte, order binary.ByteOrder, algo Hash, digest []byte
 		dst = append(dst, c)
 	}
 	return append(dst, 0)
+}
+
+// Clone returns a deep copy of e, which forgets any check of its
+// template hash.
+func (e *Entry) Clone() *Entry {
+	c := *e
+	c.Digest = bytes.Clone(e.Digest)
+	c.Data = bytes.Clone(e.Data)
+	c.checked = ""
+	return &c
 }
 
 // IsViolation reports whether e records a violation: its template hash

@@ -413,7 +413,8 @@ func (rd *Reader) detect() error {
 		sizes = []int{20, 32, 48, 64}
 	}
 
-	_ = rd.fill(4 + 64 + 4 + MaxTemplateName)
+	want := 4 + 64 + 4 + MaxTemplateName
+	_ = rd.fill(want)
 	b := rd.buf[rd.r:rd.w]
 	for _, o := range orders {
 		for _, ds := range sizes {
@@ -430,6 +431,11 @@ func (rd *Reader) detect() error {
 			rd.order, rd.dsize = o, ds
 			return nil
 		}
+	}
+
+	// A list still growing may not hold enough yet to tell.
+	if rd.cfg.follow && len(b) < want {
+		return ErrPartial
 	}
 
 	// Nothing plausible: read with the defaults and let the checks of

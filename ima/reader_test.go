@@ -271,26 +271,66 @@ func TestFollow(t *testing.T) {
 
 func TestASCIIFollow(t *testing.T) {
 	var list []byte
-	for _, e := range sampleEntries(t)[:2] {
+	for _, e := range sampleEntries(t)[:3] {
 		list, _ = e.AppendASCII(list)
 	}
-	pr, pw := io.Pipe()
-	rd := NewASCIIReader(&chunks{r: pr}, Follow())
-	go func() {
-		pw.Write(list[:30])
-		pw.Close()
-	}()
+	src := &growing{data: list, avail: 30}
+	rd := NewASCIIReader(src, Follow())
 	if _, err := rd.Next(); !errors.Is(err, ErrPartial) {
 		t.Fatalf("partial line: %v", err)
 	}
-	rd.src = bytes.NewReader(list[30:])
+
+	// The list grows up to the newline inside the third name.
+	src.avail = bytes.Index(list, []byte("/tmp/new\n")) + len("/tmp/new\n")
+	for range 2 {
+		if _, err := rd.Next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := rd.Next(); !errors.Is(err, ErrPartial) {
+		t.Fatalf("name cut at its newline: %v", err)
+	}
+	src.avail = len(list)
 	got := readAll(t, rd)
-	if len(got) != 2 {
+	if len(got) != 1 {
 		t.Fatalf("%d entries after the rest arrived", len(got))
+	}
+	if n, _ := got[0].FileName(); n != "/tmp/new\nline" {
+		t.Errorf("third name %q", n)
 	}
 }
 
-// chunks passes reads through, turning the pipe's close into io.EOF.
-type chunks struct{ r io.Reader }
+func TestFollowDetectsLate(t *testing.T) {
+	// A per-bank list of which only 5 bytes exist at first: the digest
+	// size is told once the first entry is there, not guessed before.
+	e := helloEntry(t)
+	s := sha256.Sum256(e.Data)
+	e.Digest = s[:]
+	list := e.AppendBinary(nil, binary.LittleEndian)
 
-func (c *chunks) Read(p []byte) (int, error) { return c.r.Read(p) }
+	src := &growing{data: list, avail: 5}
+	rd := NewBinaryReader(src, Follow())
+	if _, err := rd.Next(); !errors.Is(err, ErrPartial) {
+		t.Fatalf("5 bytes: %v", err)
+	}
+	src.avail = len(list)
+	got, err := rd.Next()
+	if err != nil || rd.DigestSize() != 32 || hex.EncodeToString(got.Digest) != helloTemplateSHA256 {
+		t.Fatalf("whole entry: %v, digest size %d", err, rd.DigestSize())
+	}
+}
+
+// growing is a reader whose end moves as a test says.
+type growing struct {
+	data       []byte
+	off, avail int
+}
+
+func (g *growing) Read(p []byte) (int, error) {
+	if g.off >= g.avail {
+		return 0, io.EOF
+	}
+	n := copy(p, g.data[g.off:g.avail])
+	g.off += n
+	return n, nil
+}
