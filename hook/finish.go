@@ -80,43 +80,25 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		return finishWithoutRecord(p, st)
 	}
 
-	r := &report.Report{Schema: report.Schema}
+	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
 	res := &Finished{Report: r, Path: p.Report(st.ID)}
 	var rec Record
 	if err := ReadJSON(dir, RecordFile, &rec); err != nil {
 		r.Incomplete = append(r.Incomplete, "createRuntime record missing: "+err.Error())
 		rec = Record{ID: st.ID, Bundle: st.Bundle}
 	}
-	r.Incomplete = append(r.Incomplete, rec.Incomplete...)
 	fillInfo(r, rec)
 
-	res.Stop = stopCollector(r, dir)
-	spec, out := readOutcome(r, dir, rec)
-	r.Info.Stopped = time.Now().UTC()
-
-	// The collector reads PCR 10 after its last extend and stops the
-	// TPM itself; only when it could not (it died) is the TPM read here.
 	tpmDir := filepath.Join(dir, TPMDir)
-	switch {
-	case len(out.PCR10) > 0:
-		r.TPM.PCR10 = out.PCR10
-	case out.PCRError != "":
-		r.Incomplete = append(r.Incomplete, "read pcr 10 of the container tpm: "+out.PCRError)
-	default:
-		pcrs, err := ReadPCR10(spec.TPM)
-		if err != nil {
-			r.Incomplete = append(r.Incomplete, err.Error())
-		}
-		r.TPM.PCR10 = pcrs
+	r.Incomplete = append(r.Incomplete, rec.Incomplete...)
+	if len(rec.Incomplete) > 0 {
+		// Measurement never started: the recorded reasons say why,
+		// and there is no list or TPM worth reading.
+		res.Stop, _ = StopCollector(dir, StopTimeout)
+		r.Info.Stopped = time.Now().UTC()
+	} else {
+		res.Stop = collectEvidence(r, dir, rec)
 	}
-	list := replayList(r, dir)
-	checkReplay(r)
-
-	findings, err := report.Compare(list, rec.Expect, r.TPM.PCR10)
-	if err != nil {
-		r.Incomplete = append(r.Incomplete, err.Error())
-	}
-	r.Findings = append(r.Findings, findings...)
 
 	copied := copyLists(r, p, dir, st.ID)
 	r.Decide()
@@ -146,6 +128,38 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		return res, fmt.Errorf("report written, but remove run folder: %w", err)
 	}
 	return res, nil
+}
+
+// collectEvidence stops the collector, takes PCR 10, replays the list and
+// compares it with the expectations, recording every gap as a reason.
+func collectEvidence(r *report.Report, dir string, rec Record) StopResult {
+	stop := stopCollector(r, dir)
+	spec, out := readOutcome(r, dir, rec)
+	r.Info.Stopped = time.Now().UTC()
+
+	// The collector reads PCR 10 after its last extend and stops the
+	// TPM itself; only when it could not (it died) is the TPM read here.
+	switch {
+	case len(out.PCR10) > 0:
+		r.TPM.PCR10 = out.PCR10
+	case out.PCRError != "":
+		r.Incomplete = append(r.Incomplete, out.PCRError)
+	default:
+		pcrs, err := ReadPCR10(spec.TPM)
+		if err != nil {
+			r.Incomplete = append(r.Incomplete, err.Error())
+		}
+		r.TPM.PCR10 = pcrs
+	}
+	list := replayList(r, dir)
+	checkReplay(r)
+
+	findings, err := report.Compare(list, rec.Expect, r.TPM.PCR10)
+	if err != nil {
+		r.Incomplete = append(r.Incomplete, err.Error())
+	}
+	r.Findings = append(r.Findings, findings...)
+	return stop
 }
 
 // finishWithoutRecord handles a poststop with no run folder: a second
