@@ -106,11 +106,11 @@ func hookCreateRuntime(stdin io.Reader) error {
 	if err != nil {
 		return hookFail("create-runtime: %v", err)
 	}
+	// runc and crun put the annotations in the state; when neither the
+	// state nor a readable bundle config has them, the container did not
+	// ask for imans.
 	ann, cfg, err := hookAnnotations(st)
-	if err != nil {
-		return hookFail("create-runtime %s: %v", st.ID, err)
-	}
-	if ann[policy.AnnotationEnable] != "true" {
+	if err != nil || ann[policy.AnnotationEnable] != "true" {
 		return nil
 	}
 
