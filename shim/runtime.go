@@ -71,7 +71,8 @@ func splitList(s string) []string {
 }
 
 // fallbackPath is searched for a runtime named without a folder when PATH
-// does not have it: conmon runs the runtime with an empty environment.
+// does not have it: podman's conmon runs the runtime with a PATH that may
+// not lead to runc.
 var fallbackPath = []string{
 	"/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin",
 }
