@@ -149,18 +149,17 @@ func TestBootMeasuresKnownFile(t *testing.T) {
 func TestBootDeadline(t *testing.T) {
 	Require(t)
 	t.Parallel()
-	start := time.Now()
-	_, err := Boot(context.Background(), Config{
+	res, err := Boot(context.Background(), Config{
 		Kernel:  "6.1",
 		Script:  "sleep 600",
 		Timeout: 8 * time.Second,
 	})
-	elapsed := time.Since(start)
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) ||
 		!strings.Contains(err.Error(), "no poweroff within 8s") {
 		t.Fatalf("got %v, want a deadline error", err)
 	}
-	if elapsed > 20*time.Second {
-		t.Errorf("Boot returned after %v, deadline was 8s", elapsed)
+	elapsed := res.Elapsed
+	if elapsed > 14*time.Second {
+		t.Errorf("qemu ended %v after its start, deadline was 8s", elapsed)
 	}
 }

@@ -52,8 +52,9 @@ type Config struct {
 	// NoTPM leaves the TPM out (IMA then runs without PCR extends).
 	NoTPM bool
 
-	// Timeout bounds the whole boot, qemu being killed when it passes.
-	// Zero means two minutes.
+	// Timeout bounds the boot from the start of its TPM to qemu's exit,
+	// qemu being killed when it passes; the wait for a boot slot and the
+	// kernel's download are bounded by ctx alone. Zero means two minutes.
 	Timeout time.Duration
 
 	// MemoryMB is the guest's memory; zero means 512.
@@ -106,9 +107,6 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.MemoryMB == 0 {
 		cfg.MemoryMB = 512
 	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
-
 	cache, err := cacheDir(cfg.CacheDir)
 	if err != nil {
 		return nil, err
@@ -136,6 +134,14 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	if err := os.WriteFile(initrdPath, initrd, 0o644); err != nil {
 		return nil, err
 	}
+
+	release, err := takeSlot(ctx, cache)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
 
 	res := &Result{Kernel: *kernel, Cmdline: strings.TrimSpace(baseCmdline + " " + cfg.Cmdline)}
 	args := []string{

@@ -2,8 +2,10 @@ package qemu
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/imans-project/imans/internal/testenv"
 )
@@ -226,5 +229,33 @@ func TestResultTakeStatus(t *testing.T) {
 	}
 	if err := r.take(map[string][]byte{}); err == nil {
 		t.Error("take without a status file: no error")
+	}
+}
+
+func TestSlotsLimitBoots(t *testing.T) {
+	t.Setenv(SlotsEnv, "1")
+	cache := t.TempDir()
+	release, err := takeSlot(context.Background(), cache)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := takeSlot(ctx, cache); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("second slot of one: got %v, want a deadline error", err)
+	}
+
+	release()
+	again, err := takeSlot(context.Background(), cache)
+	if err != nil {
+		t.Fatalf("slot after release: %v", err)
+	}
+	again()
+
+	t.Setenv(SlotsEnv, "0")
+	if _, err := takeSlot(context.Background(), cache); err == nil ||
+		!strings.Contains(err.Error(), SlotsEnv) {
+		t.Errorf("zero slots: got %v, want an error naming %s", err, SlotsEnv)
 	}
 }
