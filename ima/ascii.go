@@ -230,7 +230,7 @@ func parseASCIILine(text []byte) (*Entry, error) {
 	data := appendField(nil, order, d)
 	data = appendU32(data, order, uint32(len(nameAndMore)+1))
 	data = append(append(data, nameAndMore...), 0)
-	ids := templateFields[template][2:]
+	ids := fieldsOf(template)[2:]
 	for i, t := range tail {
 		f, err := fieldFromASCII(ids[i], t, order)
 		if err != nil {

@@ -64,6 +64,24 @@ var templateFields = map[string][]string{
 		"xattrvalues", "iuid", "igid", "imode"},
 }
 
+// fieldsOf returns the fields of a built-in template, or nil, sparing the
+// map for the common ones.
+func fieldsOf(template string) []string {
+	switch template {
+	case TemplateIMANG:
+		return fieldsNG
+	case TemplateIMASig:
+		return fieldsSig
+	}
+	return templateFields[template]
+}
+
+// The fields of the commonest templates, for fieldsOf.
+var (
+	fieldsNG  = templateFields[TemplateIMANG]
+	fieldsSig = templateFields[TemplateIMASig]
+)
+
 // TemplateFields returns the field identifiers of a built-in template
 // ("d-ng", "n-ng", ...), or nil for a template this package does not
 // know.
@@ -224,7 +242,7 @@ func (e *Entry) FileDigest() (algo Hash, digest []byte, err error) {
 		return "", nil, err
 	}
 
-	switch templateFields[e.Template][0] {
+	switch fieldsOf(e.Template)[0] {
 	case "d":
 		return SHA1, fields[0], nil
 	case "d-ng":
@@ -260,7 +278,7 @@ func (e *Entry) FileName() (string, error) {
 // knownFields splits the data of an entry of a built-in template and
 // checks the number of its fields.
 func (e *Entry) knownFields() ([][]byte, error) {
-	want := templateFields[e.Template]
+	want := fieldsOf(e.Template)
 	if want == nil {
 		return nil, fmt.Errorf("template %q: fields unknown", e.Template)
 	}

@@ -99,8 +99,18 @@ func (r *Replay) ReadAll(rd *Reader) (ReadStats, error) {
 func (r *Replay) produce(rd *Reader, full, free chan *batch, stop chan struct{}) {
 	defer close(full)
 	nb := len(r.banks)
+	var b *batch
+	rd.alloc = func(n int) []byte {
+		if len(b.arena)+n <= cap(b.arena) {
+			start := len(b.arena)
+			b.arena = b.arena[:start+n]
+			return b.arena[start : start+n : start+n]
+		}
+		return make([]byte, n)
+	}
+	defer func() { rd.alloc = nil }()
+
 	for {
-		var b *batch
 		select {
 		case b = <-free:
 		default:
@@ -120,23 +130,7 @@ func (r *Replay) produce(rd *Reader, full, free chan *batch, stop chan struct{})
 				b.err = err
 				break
 			}
-
-			// Copy the entry into the batch; one that does not fit in
-			// the arena ends the batch, or has memory of its own.
-			need := len(e.Digest) + len(e.Data)
-			var mem []byte
-			switch {
-			case len(b.arena)+need <= cap(b.arena):
-				start := len(b.arena)
-				b.arena = append(b.arena, e.Digest...)
-				b.arena = append(b.arena, e.Data...)
-				mem = b.arena[start : start+need : start+need]
-			default:
-				mem = append(append(make([]byte, 0, need), e.Digest...), e.Data...)
-			}
-			ds := len(e.Digest)
-			b.entries = append(b.entries, Entry{PCR: e.PCR, Digest: mem[:ds:ds],
-				Template: e.Template, Data: mem[ds:], order: e.order, checked: e.checked})
+			b.entries = append(b.entries, *e)
 			b.errs = append(b.errs, err)
 
 			i := len(b.entries) - 1

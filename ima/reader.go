@@ -107,6 +107,13 @@ type Reader struct {
 
 	entry *Entry
 	mem   []byte
+
+	// scratch is the Entry returned while alloc is set.
+	scratch Entry
+
+	// alloc, when set, gives the memory of each entry read (ReadAll
+	// carves it from its batches).
+	alloc func(n int) []byte
 }
 
 // NewBinaryReader returns a Reader of a binary measurement list.
@@ -359,7 +366,9 @@ func (rd *Reader) nextBinary() (*Entry, int, error) {
 
 	var mem []byte
 	var e *Entry
-	if rd.cfg.reuse {
+	if rd.alloc != nil {
+		mem, e = rd.alloc(ds+dataLen), &rd.scratch
+	} else if rd.cfg.reuse {
 		if cap(rd.mem) < ds+dataLen {
 			rd.mem = make([]byte, ds+dataLen)
 			rd.entry = &Entry{}
@@ -540,7 +549,7 @@ func checkFields(e *Entry) error {
 	if err != nil {
 		return fmt.Errorf("%s template data: %w: %w", e.Template, err, ErrMalformed)
 	}
-	ids := templateFields[e.Template]
+	ids := fieldsOf(e.Template)
 	if ids == nil {
 		return nil
 	}

@@ -34,7 +34,7 @@ func (e *Entry) AppendASCII(dst []byte) ([]byte, error) {
 	if err != nil {
 		return dst, fmt.Errorf("%s entry: %w", e.Template, err)
 	}
-	ids := templateFields[e.Template]
+	ids := fieldsOf(e.Template)
 	if ids != nil && len(ids) != len(fields) {
 		return dst, fmt.Errorf("%s entry has %d fields, want %d", e.Template, len(fields), len(ids))
 	}
