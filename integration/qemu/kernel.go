@@ -29,10 +29,11 @@ type Kernel struct {
 
 // seriesPattern gives, per kernel series, the names of the Debian bookworm
 // packages that carry it (signed images; the unsigned ones hold the same
-// kernel). 6.12 comes from bookworm-security (or bookworm-backports).
+// kernel). 6.12 comes from bookworm-security (+deb12) or
+// bookworm-backports (+bpo).
 var seriesPattern = map[string]*regexp.Regexp{
 	"6.1":  regexp.MustCompile(`^linux-image-6\.1\.0-([0-9]+)-amd64$`),
-	"6.12": regexp.MustCompile(`^linux-image-6\.12\.([0-9]+)\+deb12-amd64$`),
+	"6.12": regexp.MustCompile(`^linux-image-6\.12\.([0-9]+)\+(deb12|bpo)-amd64$`),
 }
 
 // Series lists the kernel series the harness knows, oldest first.

@@ -31,7 +31,8 @@ type Config struct {
 	Kernel string
 
 	// Cmdline is added to the harness's own command line (console, root,
-	// panic): IMA options such as "ima_policy=tcb ima_template=ima-ng".
+	// panic, quiet): IMA options such as "ima_policy=tcb
+	// ima_template=ima-ng"; "loglevel=7" brings back the kernel's messages.
 	Cmdline string
 
 	// Files are put into the initramfs at their guest paths, mode 0755.
@@ -96,7 +97,9 @@ const DefaultTimeout = 2 * time.Minute
 // Boot starts a fresh TPM and qemu with the kernel and an initramfs built
 // from the config, waits for the guest to power off, and returns what it
 // sent back. An error says which step failed; a guest that hangs is killed
-// at the deadline and the error carries the end of its console.
+// at the deadline and the error carries the end of its console. Once qemu
+// has run, the Result comes back with the error too (Console, Elapsed).
+// A non-zero Status of the script is not an error.
 func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Kernel == "" {
 		cfg.Kernel = "6.12"
@@ -290,6 +293,9 @@ func buildInitramfs(cfg Config, guest string) ([]byte, error) {
 	for _, name := range names {
 		if !path.IsAbs(name) {
 			return nil, fmt.Errorf("guest file %q: want an absolute path", name)
+		}
+		if _, ok := r.entries[strings.TrimPrefix(path.Clean(name), "/")]; ok {
+			return nil, fmt.Errorf("guest file %q: the harness's own", name)
 		}
 		e := cpioEntry{name: name, mode: modeFile | 0o755, data: cfg.Files[name]}
 		if err := r.add(e); err != nil {

@@ -192,6 +192,13 @@ func TestSortByNumber(t *testing.T) {
 	if seriesPattern["6.12"].MatchString("linux-image-6.12.118+deb12-amd64-unsigned") {
 		t.Error("6.12 pattern takes the unsigned package")
 	}
+	for _, name := range []string{
+		"linux-image-6.12.118+deb12-amd64", "linux-image-6.12.12+bpo-amd64",
+	} {
+		if !seriesPattern["6.12"].MatchString(name) {
+			t.Errorf("6.12 pattern misses %s", name)
+		}
+	}
 }
 
 func readDir(t *testing.T, dir string) map[string][]byte {
@@ -257,5 +264,39 @@ func TestSlotsLimitBoots(t *testing.T) {
 	if _, err := takeSlot(context.Background(), cache); err == nil ||
 		!strings.Contains(err.Error(), SlotsEnv) {
 		t.Errorf("zero slots: got %v, want an error naming %s", err, SlotsEnv)
+	}
+}
+
+func TestBuildInitramfsChecksPaths(t *testing.T) {
+	guest := filepath.Join(t.TempDir(), "guest")
+	if err := os.WriteFile(guest, []byte("helper"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Command(t, "busybox")
+	for _, tc := range []struct {
+		cfg  Config
+		want string
+	}{
+		{Config{Files: map[string][]byte{"rel/x": nil}}, `guest file "rel/x": want an absolute path`},
+		{Config{Files: map[string][]byte{"/init": nil}}, `guest file "/init": the harness's own`},
+		{Config{Fetch: []string{"run/x"}}, `fetch path "run/x": want an absolute path`},
+		{Config{Fetch: []string{"/a\nb"}}, "want an absolute path on one line"},
+	} {
+		_, err := buildInitramfs(tc.cfg, guest)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+
+	archive, err := buildInitramfs(Config{Script: "echo hi", Fetch: []string{"/run/a", "/run/b c"},
+		Files: map[string][]byte{"/root/f": []byte("data")}}, guest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"imans/script\x00", "echo hi", "/run/a\n/run/b c\n",
+		"root/f\x00", "bin/imans-guest\x00", "helper", "TRAILER!!!\x00"} {
+		if !bytes.Contains(archive, []byte(want)) {
+			t.Errorf("archive lacks %q", want)
+		}
 	}
 }
