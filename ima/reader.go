@@ -105,9 +105,6 @@ type Reader struct {
 	dsize int
 	err   error
 
-	entry *Entry
-	mem   []byte
-
 	// scratch is the Entry returned while alloc is set.
 	scratch Entry
 
@@ -243,7 +240,7 @@ func (rd *Reader) fill(n int) error {
 			}
 			return io.EOF
 		}
-		if rd.r > 0 && (rd.w == len(rd.buf) || rd.r >= len(rd.buf)/2) {
+		if rd.r > 0 && rd.w == len(rd.buf) {
 			copy(rd.buf, rd.buf[rd.r:rd.w])
 			rd.w -= rd.r
 			rd.r = 0
@@ -364,29 +361,29 @@ func (rd *Reader) nextBinary() (*Entry, int, error) {
 	}
 	b = rd.buf[rd.r:rd.w]
 
-	var mem []byte
+	// The entry's memory: its own, a batch's (ReadAll), or with Reuse
+	// the reader's buffer itself, valid until the next call.
+	var digest, data []byte
 	var e *Entry
-	if rd.alloc != nil {
-		mem, e = rd.alloc(ds+dataLen), &rd.scratch
-	} else if rd.cfg.reuse {
-		if cap(rd.mem) < ds+dataLen {
-			rd.mem = make([]byte, ds+dataLen)
-			rd.entry = &Entry{}
-		}
-		if rd.entry == nil {
-			rd.entry = &Entry{}
-		}
-		mem, e = rd.mem[:ds+dataLen], rd.entry
-	} else {
-		mem, e = make([]byte, ds+dataLen), &Entry{}
+	switch {
+	case rd.alloc != nil:
+		mem := rd.alloc(ds + dataLen)
+		copy(mem, b[4:4+ds])
+		copy(mem[ds:], b[n:total])
+		digest, data, e = mem[:ds:ds], mem[ds:], &rd.scratch
+	case rd.cfg.reuse:
+		digest, data, e = b[4:4+ds:4+ds], b[n:total:total], &rd.scratch
+	default:
+		mem := make([]byte, ds+dataLen)
+		copy(mem, b[4:4+ds])
+		copy(mem[ds:], b[n:total])
+		digest, data, e = mem[:ds:ds], mem[ds:], &Entry{}
 	}
-	copy(mem, b[4:4+ds])
-	copy(mem[ds:], b[n:total])
 	*e = Entry{
 		PCR:      pcr,
-		Digest:   mem[:ds:ds],
+		Digest:   digest,
 		Template: template,
-		Data:     mem[ds:],
+		Data:     data,
 		order:    order,
 	}
 	if order == binary.NativeEndian || order == nativeOrder() {

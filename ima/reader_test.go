@@ -334,3 +334,29 @@ func (g *growing) Read(p []byte) (int, error) {
 	g.off += n
 	return n, nil
 }
+
+func TestReuse(t *testing.T) {
+	// With Reuse, each entry is right until the next call, read across
+	// the reader's buffer refills.
+	want := sampleEntries(t)
+	var list []byte
+	for range 2000 {
+		for _, e := range want {
+			list = e.AppendBinary(list, binary.LittleEndian)
+		}
+	}
+	rd := NewBinaryReader(bytes.NewReader(list), Reuse())
+	for i := 0; ; i++ {
+		e, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			if i != 2000*len(want) {
+				t.Errorf("%d entries", i)
+			}
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameEntry(t, i, e, want[i%len(want)])
+	}
+}
