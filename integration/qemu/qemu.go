@@ -101,15 +101,8 @@ const DefaultTimeout = 2 * time.Minute
 // has run, the Result comes back with the error too (Console, Elapsed).
 // A non-zero Status of the script is not an error.
 func Boot(ctx context.Context, cfg Config) (*Result, error) {
-	if cfg.Kernel == "" {
-		cfg.Kernel = "6.12"
-	}
-	if cfg.Timeout == 0 {
-		cfg.Timeout = DefaultTimeout
-	}
-	if cfg.MemoryMB == 0 {
-		cfg.MemoryMB = 512
-	}
+	cfg = cfg.withDefaults()
+
 	cache, err := cacheDir(cfg.CacheDir)
 	if err != nil {
 		return nil, err
@@ -147,13 +140,7 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	defer cancel()
 
 	res := &Result{Kernel: *kernel, Cmdline: strings.TrimSpace(baseCmdline + " " + cfg.Cmdline)}
-	args := []string{
-		"-accel", "tcg", "-m", fmt.Sprint(cfg.MemoryMB), "-smp", "1",
-		"-nodefaults", "-display", "none", "-no-reboot",
-		"-kernel", kernel.Image, "-initrd", initrdPath, "-append", res.Cmdline,
-		"-serial", "file:" + filepath.Join(dir, "console.log"),
-		"-serial", "file:" + filepath.Join(dir, "data.log"),
-	}
+	args := qemuArgs(cfg, res, dir, initrdPath)
 	if !cfg.NoTPM {
 		tpm, err := startTPM(ctx, dir)
 		if err != nil {
@@ -194,6 +181,33 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 			kernel.Package, err, tail(res.Console, 1500))
 	}
 	return res, res.take(files)
+}
+
+// withDefaults fills in the zero fields.
+func (cfg Config) withDefaults() Config {
+	if cfg.Kernel == "" {
+		cfg.Kernel = "6.12"
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MemoryMB == 0 {
+		cfg.MemoryMB = 512
+	}
+	return cfg
+}
+
+// qemuArgs gives qemu's command line without the TPM: one CPU under TCG,
+// no devices but the two serial ports (console, then data) written to
+// files in dir, no reboot (a reboot or panic ends qemu).
+func qemuArgs(cfg Config, res *Result, dir, initrd string) []string {
+	return []string{
+		"-accel", "tcg", "-m", fmt.Sprint(cfg.MemoryMB), "-smp", "1",
+		"-nodefaults", "-display", "none", "-no-reboot",
+		"-kernel", res.Kernel.Image, "-initrd", initrd, "-append", res.Cmdline,
+		"-serial", "file:" + filepath.Join(dir, "console.log"),
+		"-serial", "file:" + filepath.Join(dir, "data.log"),
+	}
 }
 
 // take moves the harness's own files out of the fetched ones.
