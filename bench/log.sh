@@ -7,7 +7,8 @@
 set -eu
 n=${1:-1000000}
 cd "$(dirname "$0")/.."
-command -v evmctl >/dev/null || { echo "evmctl not found (apt-get install ima-evm-utils)"; exit 1; }
+command -v evmctl >/dev/null ||
+	{ echo "evmctl not found (apt-get install ima-evm-utils)"; exit 1; }
 [ -x /usr/bin/time ] || { echo "/usr/bin/time not found (apt-get install time)"; exit 1; }
 
 tmp=$(mktemp -d)
@@ -17,7 +18,8 @@ mkdir "$tmp/big" "$tmp/small"
 go run ./bench/genlist -n "$n" -violation-every 10000 -o "$tmp/big/list" -pcrs "$tmp/big"
 go run ./bench/genlist -n $((n / 100)) -violation-every 10000 -o "$tmp/small/list" \
 	-pcrs "$tmp/small"
-echo "list: $n ima-ng entries, $(wc -c <"$tmp/big/list") bytes; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "list: $n ima-ng entries, $(wc -c <"$tmp/big/list") bytes;" \
+	"load: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # measure NAME DIR CMD...: runs CMD under /usr/bin/time, which must exit 0,
 # and appends "NAME wall user+sys maxrss_kb" to $tmp/times.

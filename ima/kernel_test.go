@@ -266,7 +266,8 @@ func TestNewNGAsTheKernel(t *testing.T) {
 	sp := entries[5]
 	_, d, _ := sp.FileDigest()
 	spaced, _ := NewNG(10, SHA256, d, "/root/data/with space.txt")
-	if !bytes.Equal(spaced.AppendBinary(nil, binary.NativeEndian), byName["/root/data/with_space.txt"]) {
+	if !bytes.Equal(spaced.AppendBinary(nil, binary.NativeEndian),
+		byName["/root/data/with_space.txt"]) {
 		t.Errorf("name with a space differs from the kernel's")
 	}
 
