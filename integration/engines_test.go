@@ -284,6 +284,12 @@ func TestEnginesWrapperRunc(t *testing.T) {
 		t.Errorf("the second run rewrote config.json")
 	}
 
+	// The same wrapper as a command of imans.
+	out, err = engRun(t, time.Minute, imans, "runtime", "--version")
+	if err != nil || !strings.HasPrefix(out, "runc version") {
+		t.Errorf("imans runtime --version: %v\n%s", err, out)
+	}
+
 	// Pass-through of another command and its exit status.
 	_, errWrapped := runc("state", "no-such-container")
 	_, errPlain := engRun(t, time.Minute, "runc", "--root", root, "state", "no-such-container")
