@@ -180,8 +180,9 @@ func parseASCIILine(text []byte) (*Entry, error) {
 			len(head), ErrMalformed)
 	}
 	pcr, err := strconv.ParseUint(string(head[0]), 10, 32)
-	if err != nil {
-		return nil, fmt.Errorf("PCR %q: %w", head[0], ErrMalformed)
+	if err != nil || pcr > MaxPCR {
+		return nil, fmt.Errorf("PCR %q: not a number up to %d: %w", head[0], MaxPCR,
+			ErrMalformed)
 	}
 	digest, err := hex.DecodeString(string(head[1]))
 	if err != nil || len(digest) == 0 {

@@ -20,6 +20,10 @@ const (
 	// DefaultMaxData is the default limit on an entry's template data,
 	// changed with MaxData.
 	DefaultMaxData = 16 << 20
+
+	// MaxPCR is the highest PCR index accepted: a TPM has 24 PCRs, and a
+	// bound keeps the memory of a replay flat whatever the list holds.
+	MaxPCR = 63
 )
 
 // readChunk is the size of a read from the underlying reader.
@@ -187,9 +191,9 @@ func (rd *Reader) DigestSize() int {
 // failure is an *Error naming the entry and its offset. After a template
 // hash mismatch (ErrTemplateHash) the entry's layout was sound: Next
 // returns the entry with the error and has moved past it, so reading can
-// go on. Any other error is final and returned again by later calls. In follow mode, ErrPartial
-// means the input ends inside an entry: call Next again once it has
-// grown.
+// go on. Any other error is final and returned again by later calls. In
+// follow mode, ErrPartial means the input ends inside an entry: call Next
+// again once it has grown.
 func (rd *Reader) Next() (*Entry, error) {
 	if rd.err != nil {
 		return nil, rd.err
@@ -308,6 +312,10 @@ func (rd *Reader) nextBinary() (*Entry, int, error) {
 	}
 	b := rd.buf[rd.r:rd.w]
 	pcr := order.Uint32(b)
+	if pcr > MaxPCR {
+		return nil, 0, rd.entryErr(fmt.Sprintf("PCR index %d, at most %d", pcr, MaxPCR),
+			ErrMalformed)
+	}
 	nameLen := order.Uint32(b[4+ds:])
 	if nameLen == 0 {
 		return nil, 0, rd.entryErr("empty template name", ErrMalformed)
@@ -424,7 +432,7 @@ func (rd *Reader) detect() error {
 	b := rd.buf[rd.r:rd.w]
 	for _, o := range orders {
 		for _, ds := range sizes {
-			if len(b) < 4+ds+4 || o.Uint32(b) >= 64 {
+			if len(b) < 4+ds+4 || o.Uint32(b) > MaxPCR {
 				continue
 			}
 			l := o.Uint32(b[4+ds:])

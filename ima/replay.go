@@ -141,6 +141,9 @@ func (r *Replay) Extend(e *Entry) error {
 // extendWith is Extend with, in pre, the bank's own hash of the template
 // data already computed for some banks (pre[i] for bank i, or nil).
 func (r *Replay) extendWith(e *Entry, pre [][]byte) error {
+	if e.PCR > MaxPCR {
+		return fmt.Errorf("replay entry %d: PCR index %d, at most %d", r.entries, e.PCR, MaxPCR)
+	}
 	violation := e.IsViolation()
 	var sha1Digest []byte
 	var sha1Buf [20]byte
