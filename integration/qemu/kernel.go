@@ -109,22 +109,25 @@ func newestCached(kernelsDir string, pattern *regexp.Regexp) *Kernel {
 	return nil
 }
 
-// newestPackage asks apt's cache (no download) for the packages of the
-// series and picks the one with the highest ABI or patch number.
+// newestPackage asks apt's cache for the packages of the series and picks
+// the one with the highest ABI or patch number. When apt knows none (a
+// fresh machine has no package lists) and we are root, it runs apt-get
+// update once and asks again.
 func newestPackage(ctx context.Context, series string, pattern *regexp.Regexp) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-
-	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only",
-		strings.TrimSuffix(strings.TrimPrefix(pattern.String(), "^"), "$")).Output()
+	names, err := searchPackages(ctx, pattern)
 	if err != nil {
 		return "", fmt.Errorf("apt-cache search for the %s kernel: %w", series, err)
 	}
-	var names []string
-	for _, line := range strings.Split(string(out), "\n") {
-		name, _, _ := strings.Cut(line, " ")
-		if pattern.MatchString(name) {
-			names = append(names, name)
+
+	if len(names) == 0 && os.Geteuid() == 0 {
+		uctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(uctx, "apt-get", "update", "-qq").CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("apt-get update: %w: %s", err, lastLines(out, 5))
+		}
+		if names, err = searchPackages(ctx, pattern); err != nil {
+			return "", fmt.Errorf("apt-cache search for the %s kernel: %w", series, err)
 		}
 	}
 	if len(names) == 0 {
@@ -134,6 +137,26 @@ func newestPackage(ctx context.Context, series string, pattern *regexp.Regexp) (
 	}
 	sortByNumber(names, pattern)
 	return names[len(names)-1], nil
+}
+
+// searchPackages lists the package names apt knows that match pattern.
+func searchPackages(ctx context.Context, pattern *regexp.Regexp) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+
+	out, err := exec.CommandContext(ctx, "apt-cache", "search", "--names-only",
+		strings.TrimSuffix(strings.TrimPrefix(pattern.String(), "^"), "$")).Output()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, line := range strings.Split(string(out), "\n") {
+		name, _, _ := strings.Cut(line, " ")
+		if pattern.MatchString(name) {
+			names = append(names, name)
+		}
+	}
+	return names, nil
 }
 
 // sortByNumber orders package names by the number the pattern captures.

@@ -300,3 +300,40 @@ func TestBuildInitramfsChecksPaths(t *testing.T) {
 		}
 	}
 }
+
+func TestFetchKernelChecksPin(t *testing.T) {
+	t.Setenv("IMANS_QEMU_KERNEL_6_1", "linux-image-6.12.118+deb12-amd64")
+	_, err := FetchKernel(context.Background(), t.TempDir(), "6.1")
+	if err == nil || !strings.Contains(err.Error(), "IMANS_QEMU_KERNEL_6_1") {
+		t.Errorf("got %v, want an error naming the variable", err)
+	}
+	_, err = FetchKernel(context.Background(), t.TempDir(), "5.10")
+	if err == nil || !strings.Contains(err.Error(), `kernel series "5.10"`) {
+		t.Errorf("got %v, want an error naming the series", err)
+	}
+}
+
+func TestFetchKernelUsesCache(t *testing.T) {
+	cache := t.TempDir()
+	for _, pkg := range []string{"linux-image-6.1.0-9-amd64", "linux-image-6.1.0-12-amd64"} {
+		dir := filepath.Join(cache, "kernels", pkg)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		info := fmt.Sprintf(`{"Series":"6.1","Package":%q,"Version":"v","Release":"r"}`, pkg)
+		if err := os.WriteFile(filepath.Join(dir, "kernel.json"), []byte(info), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "vmlinuz"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := FetchKernel(context.Background(), cache, "6.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k.Package != "linux-image-6.1.0-12-amd64" || k.Image != filepath.Join(cache,
+		"kernels", "linux-image-6.1.0-12-amd64", "vmlinuz") {
+		t.Errorf("got %+v, want the newest cached kernel", k)
+	}
+}
