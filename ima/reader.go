@@ -70,7 +70,9 @@ func Bank(h Hash) Option {
 // ends inside an entry, Next returns ErrPartial and keeps what it has
 // read, and a later call goes on from there. At the end of a whole entry
 // Next returns io.EOF as usual; calling it again later reads what has been
-// appended since.
+// appended since. In an ASCII list, a last line whose template hash does
+// not match is taken for a name whose next line is still to come, and
+// also gives ErrPartial.
 func Follow() Option {
 	return func(c *config) { c.follow = true }
 }
