@@ -22,8 +22,10 @@ const (
 	DefaultMaxData = 16 << 20
 
 	// MaxPCR is the highest PCR index accepted: a TPM has 24 PCRs, and a
-	// bound keeps the memory of a replay flat whatever the list holds.
-	MaxPCR = 63
+	// bound keeps the memory of a replay flat whatever the list holds. It
+	// also keeps the first byte of a little-endian binary list apart from
+	// the digit or space that starts an ASCII one.
+	MaxPCR = 31
 )
 
 // readChunk is the size of a read from the underlying reader.

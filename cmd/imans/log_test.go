@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -43,6 +44,21 @@ func TestLogVerifyExitStatus(t *testing.T) {
 	badPCR := filepath.Join(tmp, "bad-pcr")
 	os.WriteFile(badPCR, []byte("PCR-10 nothex\n"), 0o600)
 
+	// The same PCR values as tpm2_pcrread prints them, banks named.
+	yaml := filepath.Join(tmp, "pcrread.yaml")
+	var y []byte
+	for _, b := range []string{"sha1", "sha256"} {
+		f, _ := os.Open(filepath.Join(logTestCaptured, "pcr-"+b+".txt"))
+		v, err := ima.ParsePCRFile(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		y = append(y, "  "+b+":\n"...)
+		y = fmt.Appendf(y, "    10: 0x%X\n", v[""][10])
+	}
+	os.WriteFile(yaml, y, 0o600)
+
 	cases := []struct {
 		name string
 		args []string
@@ -51,6 +67,8 @@ func TestLogVerifyExitStatus(t *testing.T) {
 		{"logTestCaptured list, every bank", append(logTestPCRArgs(logTestCaptured), list), 0},
 		{"ASCII list", append(logTestPCRArgs(logTestCaptured), filepath.Join(logTestCaptured,
 			"ascii_runtime_measurements")), 0},
+		{"tpm2_pcrread output", []string{"--pcrs", yaml, list}, 0},
+		{"tpm2_pcrread output, one bank", []string{"--pcrs", "sha256," + yaml, list}, 0},
 		{"a later entry", append(logTestPCRArgs(logTestCaptured), longer), 0},
 		{"a later entry, --whole", append(logTestPCRArgs(logTestCaptured), "--whole", longer), 1},
 		{"other PCRs", append(logTestPCRArgs("../../ima/testdata/kernel/6.1-ima-ng"), list), 1},
