@@ -202,7 +202,7 @@ func (t *TPM) readPCRs(sel map[string][]int) (map[string]map[int][]byte, error) 
 			return nil, fmt.Errorf("tpm %s: pcr read: %w", t.addr, err)
 		}
 
-		got := 0
+		got, before := 0, countPending(pending)
 		for _, s := range rsp.PCRSelectionOut.PCRSelections {
 			name := bankName(s.Hash)
 			for _, pcr := range selected(s.PCRSelect) {
@@ -210,10 +210,12 @@ func (t *TPM) readPCRs(sel map[string][]int) (map[string]map[int][]byte, error) 
 					return nil, fmt.Errorf("tpm %s: pcr read returned fewer values than selected",
 						t.addr)
 				}
-				if name != "" {
-					out[name][pcr] = rsp.PCRValues.Digests[got].Buffer
-				}
+				value := rsp.PCRValues.Digests[got].Buffer
 				got++
+				if !slices.Contains(pending[name], pcr) {
+					continue // not asked for, or already read
+				}
+				out[name][pcr] = value
 				pending[name] = slices.DeleteFunc(pending[name],
 					func(p int) bool { return p == pcr })
 				if len(pending[name]) == 0 {
@@ -221,7 +223,7 @@ func (t *TPM) readPCRs(sel map[string][]int) (map[string]map[int][]byte, error) 
 				}
 			}
 		}
-		if got == 0 {
+		if got == 0 || countPending(pending) == before {
 			var left []string
 			for b := range pending {
 				left = append(left, b)
@@ -232,6 +234,15 @@ func (t *TPM) readPCRs(sel map[string][]int) (map[string]map[int][]byte, error) 
 		}
 	}
 	return out, nil
+}
+
+// countPending counts the PCRs still to read.
+func countPending(pending map[string][]int) int {
+	n := 0
+	for _, pcrs := range pending {
+		n += len(pcrs)
+	}
+	return n
 }
 
 // selection builds a PCR selection in canonical bank order.

@@ -142,3 +142,57 @@ func TestExtendRejectsBadDigests(t *testing.T) {
 		t.Errorf("pcr 10 sha1 changed to %x", v["sha1"])
 	}
 }
+
+// TestReadAllPCRs reads 24 PCRs in four banks, more than one PCR_Read
+// returns (eight values), and checks each against the PC Client profile's
+// initial values: zero, except the locality-4 PCRs 17 to 22, which start
+// at all ones; PCR 23, extended here, holds the computed value.
+func TestReadAllPCRs(t *testing.T) {
+	_, tp := openSwtpm(t)
+	digests := map[string][]byte{}
+	want23 := map[string][]byte{}
+	for _, b := range BankNames() {
+		h, _ := BankHash(b)
+		hh := h.New()
+		hh.Write([]byte("pcr 23"))
+		digests[b] = hh.Sum(nil)
+		hh = h.New()
+		hh.Write(make([]byte, h.Size()))
+		hh.Write(digests[b])
+		want23[b] = hh.Sum(nil)
+	}
+	if err := tp.Extend(23, digests); err != nil {
+		t.Fatal(err)
+	}
+
+	all := make([]int, NumPCRs)
+	for i := range all {
+		all[i] = i
+	}
+	sel := map[string][]int{}
+	for _, b := range BankNames() {
+		sel[b] = all
+	}
+	values, err := tp.ReadPCRs(sel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range BankNames() {
+		h, _ := BankHash(b)
+		if len(values[b]) != NumPCRs {
+			t.Fatalf("%s: %d values, want %d", b, len(values[b]), NumPCRs)
+		}
+		for pcr := range NumPCRs {
+			want := make([]byte, h.Size())
+			switch {
+			case pcr >= 17 && pcr <= 22:
+				want = bytes.Repeat([]byte{0xff}, h.Size())
+			case pcr == 23:
+				want = want23[b]
+			}
+			if !bytes.Equal(values[b][pcr], want) {
+				t.Errorf("%s:%d = %x, want %x", b, pcr, values[b][pcr], want)
+			}
+		}
+	}
+}

@@ -45,9 +45,6 @@ func (ak *AK) Quote(sel map[string][]int, qualifyingData []byte) (*Quote, error)
 		return nil, fmt.Errorf("quote: qualifying data has %d bytes, at most %d fit",
 			len(qualifyingData), MaxQualifyingData)
 	}
-	if len(sel) == 0 {
-		return nil, fmt.Errorf("quote: no pcrs selected")
-	}
 	clean := make(map[string][]int, len(sel))
 	for b, pcrs := range sel {
 		if len(pcrs) == 0 {
@@ -59,6 +56,9 @@ func (ak *AK) Quote(sel map[string][]int, qualifyingData []byte) (*Quote, error)
 			}
 		}
 		clean[b] = slices.Compact(slices.Sorted(slices.Values(pcrs)))
+	}
+	if len(clean) == 0 {
+		return nil, fmt.Errorf("quote: no pcrs selected")
 	}
 	banks := make([]string, 0, len(clean))
 	for b := range clean {
