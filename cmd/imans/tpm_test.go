@@ -98,6 +98,12 @@ func TestTPMCommands(t *testing.T) {
 		t.Fatalf("quote file: %v %s", err, raw)
 	}
 
+	// `tpm ak` prints the key the quote was made with.
+	code, pemOut := tpmStdout(t, "tpm", "ak", "--tpm", s.Addr)
+	if code != 0 || pemOut != doc["ak_pem"] {
+		t.Fatalf("tpm ak: exit %d, %q; quote's key %q", code, pemOut, doc["ak_pem"])
+	}
+
 	cases := []struct {
 		name string
 		args []string
