@@ -138,7 +138,7 @@ func (r *Replay) produce(rd *Reader, full, free chan *batch, stop chan struct{})
 			viol := ce.IsViolation()
 			for bi, br := range r.banks {
 				b.has[i*nb+bi] = false
-				if viol || br.algo == SHA1 || br.mode == ExtendPadded || !br.algo.Known() {
+				if viol || br.algo == SHA1 || br.mode == ExtendPadded || !br.ok {
 					continue
 				}
 				k := (i*nb + bi) * 64

@@ -3,7 +3,6 @@ package ima
 import (
 	"bytes"
 	"fmt"
-	"hash"
 	"slices"
 )
 
@@ -59,7 +58,7 @@ type span struct{ lo, hi int }
 type bankReplay struct {
 	algo  Hash
 	mode  ExtendMode
-	h     hash.Hash
+	ok    bool // the standard library computes algo
 	pcrs  map[uint32]*pcrReplay
 	want  map[uint32][]byte
 	order []uint32
@@ -82,8 +81,9 @@ func NewReplay(banks ...Hash) *Replay {
 		if r.bank(b) != nil {
 			continue
 		}
-		h, _ := b.New()
-		r.banks = append(r.banks, &bankReplay{algo: b, h: h, pcrs: map[uint32]*pcrReplay{}})
+		_, err := b.New()
+		r.banks = append(r.banks, &bankReplay{algo: b, ok: err == nil && b.Size() <= 64,
+			pcrs: map[uint32]*pcrReplay{}})
 	}
 	return r
 }
@@ -149,7 +149,7 @@ func (r *Replay) extendWith(e *Entry, pre [][]byte) error {
 	var sha1Buf [20]byte
 
 	for bi, br := range r.banks {
-		if br.h == nil {
+		if !br.ok {
 			return fmt.Errorf("replay entry %d: bank %q: %w", r.entries, br.algo, ErrUnknownHash)
 		}
 		p := br.pcr(e.PCR)
