@@ -260,3 +260,56 @@ func TestReadClockCountsResets(t *testing.T) {
 			c3.RestartCount, c1.ResetCount)
 	}
 }
+
+// helperStartEnv makes the test binary a process that starts a swtpm in
+// the folder it names and exits at once, as the createRuntime hook does.
+const helperStartEnv = "IMANS_TPM_TEST_START_IN"
+
+func TestHelperStartSwtpm(t *testing.T) {
+	dir := os.Getenv(helperStartEnv)
+	if dir == "" {
+		return // not a test: the body of TestSwtpmOutlivesStarter's helper
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := StartSwtpm(ctx, dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSwtpmOutlivesStarter starts a swtpm from another process that then
+// exits, uses the TPM, and stops it knowing only the folder, as the
+// poststop hook does.
+func TestSwtpmOutlivesStarter(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStartSwtpm$")
+	cmd.Env = append(os.Environ(), helperStartEnv+"="+dir)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("starter: %v\n%s", err, out)
+	}
+	defer StopSwtpmDir(dir)
+
+	pid, err := livePid(dir)
+	if err != nil || pid == 0 {
+		t.Fatalf("no live swtpm after its starter exited: %d, %v", pid, err)
+	}
+	tp, err := Open("unix:" + filepath.Join(dir, SwtpmSocket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tp.ReadPCR(10, "sha256"); err != nil {
+		t.Fatal(err)
+	}
+	tp.Close()
+
+	if err := StopSwtpmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if alive(pid) {
+		t.Fatalf("swtpm %d still running after StopSwtpmDir", pid)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SwtpmPidFile)); !os.IsNotExist(err) {
+		t.Fatalf("pid file left: %v", err)
+	}
+}
