@@ -95,3 +95,26 @@ func TestLogShow(t *testing.T) {
 		t.Errorf("show of a missing file: exit status %d", got)
 	}
 }
+
+func TestLogVerifyEveryCapture(t *testing.T) {
+	// imans log verify matches every captured list, binary, ASCII and
+	// per bank, against the PCRs of all four banks.
+	dirs, _ := filepath.Glob("../../ima/testdata/kernel/*/info.txt")
+	if len(dirs) == 0 {
+		t.Fatal("no captured kernel lists")
+	}
+	n := 0
+	for _, info := range dirs {
+		dir := filepath.Dir(info)
+		lists, _ := filepath.Glob(filepath.Join(dir, "*_runtime_measurements*"))
+		for _, list := range lists {
+			args := append(append([]string{"imans", "log", "verify", "--whole"},
+				logTestPCRArgs(dir)...), list)
+			if got := run(args); got != 0 {
+				t.Errorf("%s: exit status %d", list, got)
+			}
+			n++
+		}
+	}
+	t.Logf("%d lists verified", n)
+}
