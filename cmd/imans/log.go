@@ -247,9 +247,15 @@ func logVerify(c *cli.Context) error {
 	// sha1 hash of older kernels (and Debian's 6.1 for sha384 and
 	// sha512). Two passes over a file cost less than replaying both ways
 	// at once.
+	// Input that cannot be read twice (a pipe) is replayed both ways in
+	// one pass.
+	once := ima.ExtendHash
+	if fi, err := os.Stat(c.Args().First()); err == nil && !fi.Mode().IsRegular() {
+		once = ima.ExtendAuto
+	}
 	first := map[ima.Hash]ima.ExtendMode{}
 	for _, b := range banks {
-		first[b] = ima.ExtendHash
+		first[b] = once
 		if m, ok := modes[b]; ok {
 			first[b] = m
 		}
