@@ -51,7 +51,10 @@ type Swtpm struct {
 //
 // The process is detached: its own session, /dev/null as stdin, stdout and
 // stderr, no inherited descriptors, so it outlives the caller and holds
-// none of the caller's pipes open. Its pid goes into dir/swtpm.pid for
+// none of the caller's pipes open. To that end every descriptor of the
+// calling process above 2 is marked close-on-exec, which only matters to a
+// caller that meant to pass one through a plain exec (os/exec's ExtraFiles
+// still work). Its pid goes into dir/swtpm.pid for
 // StopSwtpmDir; its log into dir/swtpm.log. A stale pid file and sockets
 // left by a crashed instance are removed; a live instance for dir gives
 // ErrSwtpmRunning. The TPM is powered on and started up
