@@ -52,13 +52,14 @@ type Swtpm struct {
 // The process is detached: its own session, /dev/null as stdin, stdout and
 // stderr, no inherited descriptors, so it outlives the caller and holds
 // none of the caller's pipes open. To that end every descriptor of the
-// calling process above 2 is marked close-on-exec, which only matters to a
-// caller that meant to pass one through a plain exec (os/exec's ExtraFiles
-// still work). Its pid goes into dir/swtpm.pid for
-// StopSwtpmDir; its log into dir/swtpm.log. A stale pid file and sockets
-// left by a crashed instance are removed; a live instance for dir gives
-// ErrSwtpmRunning. The TPM is powered on and started up
-// (TPM2_Startup(CLEAR)) by swtpm itself.
+// calling process above 2 is marked close-on-exec, which only matters to
+// a caller that meant to pass one through a plain exec (os/exec's
+// ExtraFiles still work).
+//
+// Its pid goes into dir/swtpm.pid for StopSwtpmDir, its log into
+// dir/swtpm.log. A stale pid file and sockets left by a crashed instance
+// are removed; a live instance for dir gives ErrSwtpmRunning. swtpm
+// itself powers the TPM on and sends TPM2_Startup(CLEAR).
 func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
