@@ -7,14 +7,21 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/imans-project/imans/ima"
 )
 
 // MeasurementPCR is the PCR the container's entries extend.
 const MeasurementPCR = 10
+
+// extenderNice is the nice value of the thread that syncs the lists and
+// extends the TPM.
+const extenderNice = 10
 
 // syncEvery is the least time between two syncs of the lists while
 // entries keep coming; Close always syncs.
@@ -266,8 +273,17 @@ func (l *Log) noteUnextended() {
 
 // extender syncs the lists and extends the TPM with each synced entry,
 // until the Log closes.
+//
+// It runs on a thread of its own at a low priority: extends may lag
+// while the container is busy (Close waits for them), and the container's
+// processes, waiting on the collector's answers, go first.
 func (l *Log) extender() {
 	defer close(l.done)
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), extenderNice)
+	defer unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 0)
 
 	var banks []ima.Hash
 	synced := int64(0)
