@@ -111,7 +111,7 @@ func stamp(t unix.StatxTimestamp) int64 {
 // open for write (by anyone, this open included). A read lease, which the
 // kernel grants only when nobody has the file open for write, answers
 // the common case with two fcntl calls; otherwise the flags come from the
-// open call the thread is blocked in. Unknown flags count as a read.
+// open call the thread is blocked in.
 func openMask(fd, tid int) (mask uint32, writers bool) {
 	_, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_RDLCK)
 	if err == nil {
@@ -120,9 +120,11 @@ func openMask(fd, tid int) (mask uint32, writers bool) {
 	}
 	writers = err == unix.EAGAIN
 
+	// Flags that cannot be read count as a read; the writer may be this
+	// very open, so no open_writers violation is claimed for it.
 	flags, ok := openFlags(tid)
 	if !ok {
-		return mayRead, writers
+		return mayRead, false
 	}
 	return accessMask(flags), writers
 }

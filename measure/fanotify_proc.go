@@ -193,6 +193,10 @@ func readCreds(tid int) (creds, error) {
 	return c, nil
 }
 
+// syscallTries bounds the retries of /proc/<tid>/syscall while the thread
+// is still running (at 10 µs each).
+const syscallTries = 1000
+
 // Open system call numbers, and the argument holding the flags (for
 // openat2, the argument is a struct open_how whose first field is the
 // flags).
@@ -214,9 +218,18 @@ var openCalls = map[string]map[int64]openCall{
 // call (an open made by the kernel, io_uring, another architecture).
 func openFlags(tid int) (flags uint64, ok bool) {
 	dir := "/proc/" + strconv.Itoa(tid)
-	data, err := os.ReadFile(dir + "/syscall")
-	if err != nil {
-		return 0, false
+	var data []byte
+	for try := 0; ; try++ {
+		var err error
+		if data, err = os.ReadFile(dir + "/syscall"); err != nil {
+			return 0, false
+		}
+		// The event can arrive before the thread is asleep waiting for
+		// its answer; until then the kernel shows "running".
+		if !bytes.HasPrefix(data, []byte("running")) || try == syscallTries {
+			break
+		}
+		time.Sleep(10 * time.Microsecond)
 	}
 	f := bytes.Fields(data)
 	if len(f) < 7 {
