@@ -19,6 +19,9 @@ import (
 	"github.com/imans-project/imans/ima"
 )
 
+// logBanks are the banks verify replays.
+var logBanks = []ima.Hash{ima.SHA1, ima.SHA256, ima.SHA384, ima.SHA512}
+
 // Exit statuses of the log commands.
 const (
 	logExitMatch      = 0
@@ -45,7 +48,8 @@ func logCommand() *cli.Command {
 			Flags: append([]cli.Flag{
 				&cli.BoolFlag{Name: "json", Usage: "one JSON object per entry"},
 			}, listFlags...),
-			Action: logShow,
+			OnUsageError: usageExit(logExitUnreadable),
+			Action:       withOperands(logExitUnreadable, logShow),
 		}, {
 			Name:      "verify",
 			Usage:     "check template hashes and replay a list against PCR values",
@@ -63,18 +67,96 @@ func logCommand() *cli.Command {
 				&cli.BoolFlag{Name: "whole",
 					Usage: "require the whole list to match, not only a prefix"},
 			}, listFlags...),
-			Action: logVerify,
+			OnUsageError: usageExit(logExitUnreadable),
+			Action:       withOperands(logExitUnreadable, logVerify),
 		}},
 	}
 }
 
-// logOpen opens the list named by the command's argument.
-func logOpen(c *cli.Context, extra ...ima.Option) (*os.File, *ima.Reader, error) {
-	if c.NArg() != 1 {
+// usageExit returns an OnUsageError that makes a bad flag exit with
+// status code, so that a script can tell it from a verdict.
+func usageExit(code int) cli.OnUsageErrorFunc {
+	return func(c *cli.Context, err error, _ bool) error {
+		return cli.Exit(fmt.Sprintf("%s: %v (see --help)", c.Command.HelpName, err), code)
+	}
+}
+
+// withOperands makes an action that also takes flags given after the
+// operands, as in `imans log verify FILE --pcrs sha1,F` (urfave/cli stops
+// reading flags at the first operand). A bad flag exits with code.
+func withOperands(code int, fn func(c *cli.Context, args []string) error) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		args, help, err := operands(c)
+		if err != nil {
+			return cli.Exit(fmt.Sprintf("%s: %v (see --help)", c.Command.HelpName, err),
+				code)
+		}
+		if help {
+			return cli.ShowSubcommandHelp(c)
+		}
+		return fn(c, args)
+	}
+}
+
+// operands returns the operands of a command, setting the flags found
+// among them; "--" ends the flags. help is set by -h or --help.
+func operands(c *cli.Context) (args []string, help bool, err error) {
+	rest := c.Args().Slice()
+	for i := 0; i < len(rest); i++ {
+		a := rest[i]
+		if a == "--" {
+			return append(args, rest[i+1:]...), help, nil
+		}
+		if len(a) < 2 || a[0] != '-' {
+			args = append(args, a)
+			continue
+		}
+
+		name, val, hasVal := strings.Cut(strings.TrimPrefix(a[1:], "-"), "=")
+		f := commandFlag(c.Command, name)
+		if f == nil {
+			return nil, false, fmt.Errorf("flag provided but not defined: %s", a)
+		}
+		if name == "help" || name == "h" {
+			help = true
+			continue
+		}
+		if v, ok := f.(cli.DocGenerationFlag); ok && !v.TakesValue() {
+			if !hasVal {
+				val = "true"
+			}
+		} else if !hasVal {
+			if i+1 == len(rest) {
+				return nil, false, fmt.Errorf("flag needs an argument: %s", a)
+			}
+			i++
+			val = rest[i]
+		}
+		if err := c.Set(name, val); err != nil {
+			return nil, false, fmt.Errorf("invalid value %q for flag %s: %w", val, a, err)
+		}
+	}
+	return args, help, nil
+}
+
+// commandFlag returns the flag of cmd with the given name or alias.
+func commandFlag(cmd *cli.Command, name string) cli.Flag {
+	for _, f := range cmd.Flags {
+		if slices.Contains(f.Names(), name) {
+			return f
+		}
+	}
+	return nil
+}
+
+// logOpen opens the list named by the command's operands.
+func logOpen(c *cli.Context, args []string, extra ...ima.Option) (*os.File, *ima.Reader,
+	error) {
+	if len(args) != 1 {
 		return nil, nil, cli.Exit("imans log "+c.Command.Name+": one FILE expected",
 			logExitUnreadable)
 	}
-	path := c.Args().First()
+	path := args[0]
 
 	opts := extra
 	switch {
@@ -140,8 +222,8 @@ type logJSONEntry struct {
 }
 
 // logShow prints every entry of a list.
-func logShow(c *cli.Context) error {
-	f, rd, err := logOpen(c)
+func logShow(c *cli.Context, args []string) error {
+	f, rd, err := logOpen(c, args)
 	if err != nil {
 		return err
 	}
@@ -219,7 +301,10 @@ func logPrintEntry(w io.Writer, j logJSONEntry) {
 
 // logVerify checks a list's template hashes and replays it against PCR
 // values.
-func logVerify(c *cli.Context) error {
+func logVerify(c *cli.Context, args []string) error {
+	if len(args) != 1 {
+		return cli.Exit("imans log verify: one FILE expected", logExitUnreadable)
+	}
 	want, err := logPCRArgs(logValues(c, "pcrs"))
 	if err != nil {
 		return cli.Exit(err.Error(), logExitUnreadable)
@@ -228,9 +313,15 @@ func logVerify(c *cli.Context) error {
 	if err != nil {
 		return cli.Exit(err.Error(), logExitUnreadable)
 	}
+	for b := range modes {
+		if !slices.Contains(logBanks, b) {
+			return cli.Exit(fmt.Sprintf("--mode %s=...: bank %s: only sha1, sha256, "+
+				"sha384, sha512", b, b), logExitUnreadable)
+		}
+	}
 
 	banks := make([]ima.Hash, 0, len(want))
-	for _, b := range []ima.Hash{ima.SHA1, ima.SHA256, ima.SHA384, ima.SHA512} {
+	for _, b := range logBanks {
 		if _, ok := want[b]; ok || len(want) == 0 {
 			banks = append(banks, b)
 		}
@@ -250,7 +341,7 @@ func logVerify(c *cli.Context) error {
 	// Input that cannot be read twice (a pipe) is replayed both ways in
 	// one pass.
 	once := ima.ExtendHash
-	if fi, err := os.Stat(c.Args().First()); err == nil && !fi.Mode().IsRegular() {
+	if fi, err := os.Stat(args[0]); err == nil && !fi.Mode().IsRegular() {
 		once = ima.ExtendAuto
 	}
 	first := map[ima.Hash]ima.ExtendMode{}
@@ -260,7 +351,7 @@ func logVerify(c *cli.Context) error {
 			first[b] = m
 		}
 	}
-	run, err := logReplay(c, banks, want, first)
+	run, err := logReplay(c, args, banks, want, first)
 	if err != nil {
 		return err
 	}
@@ -274,7 +365,7 @@ func logVerify(c *cli.Context) error {
 			}
 		}
 		if retry {
-			if again, err := logReplay(c, banks, want, second); err == nil &&
+			if again, err := logReplay(c, args, banks, want, second); err == nil &&
 				again.res.Matched() {
 				run = again
 			}
@@ -292,7 +383,7 @@ type logRun struct {
 }
 
 // logReplay reads the list and replays it with the given modes.
-func logReplay(c *cli.Context, banks []ima.Hash, want map[ima.Hash]map[uint32][]byte,
+func logReplay(c *cli.Context, args []string, banks []ima.Hash, want map[ima.Hash]map[uint32][]byte,
 	modes map[ima.Hash]ima.ExtendMode) (*logRun, error) {
 	replay := ima.NewReplay(banks...)
 	for b, v := range want {
@@ -306,7 +397,7 @@ func logReplay(c *cli.Context, banks []ima.Hash, want map[ima.Hash]map[uint32][]
 		}
 	}
 
-	f, rd, err := logOpen(c, ima.Reuse())
+	f, rd, err := logOpen(c, args, ima.Reuse())
 	if err != nil {
 		return nil, err
 	}
@@ -376,6 +467,11 @@ func logReport(c *cli.Context, run *logRun, want map[ima.Hash]map[uint32][]byte)
 	case !res.Matched():
 		return cli.Exit("mismatch: no prefix of the list leads to the PCR values",
 			logExitMismatch)
+	case res.Prefix == 0 && res.Entries > 0:
+		// PCRs that no entry was extended into (a kernel without IMA)
+		// would otherwise match any list.
+		return cli.Exit(fmt.Sprintf("mismatch: the PCR values cover none of the %d entries",
+			res.Entries), logExitMismatch)
 	case c.Bool("whole") && !res.Whole():
 		return cli.Exit(fmt.Sprintf("mismatch: --whole, and only %d of %d entries match",
 			res.Prefix, res.Entries), logExitMismatch)
@@ -391,6 +487,10 @@ func logPCRArgs(args []string) (map[ima.Hash]map[uint32][]byte, error) {
 		bank, path, ok := strings.Cut(a, ",")
 		if !ok {
 			bank, path = "", a
+		}
+		if bank != "" && !slices.Contains(logBanks, ima.Hash(bank)) {
+			return nil, fmt.Errorf("--pcrs %s: bank %s: only sha1, sha256, sha384, sha512",
+				a, bank)
 		}
 		v, err := logReadPCRFile(path)
 		if err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/imans-project/imans/ima"
@@ -117,4 +119,93 @@ func TestLogVerifyEveryCapture(t *testing.T) {
 		}
 	}
 	t.Logf("%d lists verified", n)
+}
+
+func TestLogFlagsAfterFile(t *testing.T) {
+	// The documented form puts the flags after the list (evmctl's order);
+	// urfave/cli alone stops reading flags at the first operand.
+	list := filepath.Join(logTestCaptured, "binary_runtime_measurements")
+	other := "../../ima/testdata/kernel/6.1-ima-ng"
+	raw, err := os.ReadFile(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra, _ := ima.NewNG(10, ima.SHA256, make([]byte, 32), "/late")
+	longer := filepath.Join(t.TempDir(), "longer")
+	os.WriteFile(longer, extra.AppendBinary(append([]byte(nil), raw...), binary.NativeEndian),
+		0o600)
+
+	// PCR 10 of every bank as a TPM that no entry was extended into
+	// shows it: the empty prefix of any list leads there.
+	zero := filepath.Join(t.TempDir(), "zero")
+	var z []byte
+	for _, b := range []ima.Hash{ima.SHA1, ima.SHA256, ima.SHA384, ima.SHA512} {
+		z = fmt.Appendf(z, "  %s:\n    10: 0x%X\n", b, make([]byte, b.Size()))
+	}
+	os.WriteFile(zero, z, 0o600)
+
+	cases := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"every bank after the list", append([]string{list}, logTestPCRArgs(logTestCaptured)...),
+			0},
+		{"PCRs of another boot after the list", append([]string{list},
+			logTestPCRArgs(other)...), 1},
+		{"--pcrs=BANK,FILE after the list", []string{list,
+			"--pcrs=sha1," + filepath.Join(logTestCaptured, "pcr-sha1.txt")}, 0},
+		{"--whole after the list", append(append([]string{longer},
+			logTestPCRArgs(logTestCaptured)...), "--whole"), 1},
+		{"flags on both sides", append(append([]string{"--whole"},
+			logTestPCRArgs(logTestCaptured)[:2]...), list, "--pcrs",
+			"sha256,"+filepath.Join(logTestCaptured, "pcr-sha256.txt")), 0},
+		{"--pcrs without its value", []string{list, "--pcrs"}, 2},
+		{"two lists", []string{list, list}, 2},
+		{"unknown flag", []string{"--nope", list}, 2},
+		{"unknown flag after the list", []string{list, "--nope"}, 2},
+		{"--mode of an unknown bank", append(append([]string{"--mode", "sha3=hash"},
+			logTestPCRArgs(logTestCaptured)...), list), 2},
+		{"PCRs no entry was extended into", []string{list, "--pcrs", zero}, 1},
+		{"--pcrs of a bank verify does not replay", []string{"--pcrs",
+			"md5," + filepath.Join(logTestCaptured, "pcr-sha1.txt"), list}, 2},
+	}
+	for _, c := range cases {
+		args := append([]string{"imans", "log", "verify"}, c.args...)
+		if got := run(args); got != c.want {
+			t.Errorf("%s: exit status %d, want %d", c.name, got, c.want)
+		}
+	}
+
+	out := logTestStdout(t, func() {
+		if got := run([]string{"imans", "log", "show", list, "--json"}); got != 0 {
+			t.Errorf("show FILE --json: exit status %d", got)
+		}
+	})
+	if !strings.HasPrefix(out, `{"index":0,"offset":0,"pcr":10,"template":"ima-ng",`) {
+		t.Errorf("show FILE --json printed %.80q, want JSON", out)
+	}
+	if got := run([]string{"imans", "log", "show", "--nope", list}); got != 2 {
+		t.Errorf("show with an unknown flag: exit status %d, want 2", got)
+	}
+}
+
+// logTestStdout returns what fn prints on standard output.
+func logTestStdout(t *testing.T, fn func()) string {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved := os.Stdout
+	os.Stdout = w
+	done := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(r)
+		done <- b
+	}()
+	fn()
+	os.Stdout = saved
+	w.Close()
+	return string(<-done)
 }

@@ -35,7 +35,8 @@ func policyCommand() *cli.Command {
 						"namespace of `VARIANT` v15 (audit and dont_* only) or dev " +
 						"(measure too)"},
 				},
-				Action: policyCheck,
+				OnUsageError: usageExit(2),
+				Action:       withOperands(2, policyCheck),
 			},
 			{
 				Name:  "show",
@@ -45,14 +46,16 @@ func policyCommand() *cli.Command {
 						"policy file shows it"},
 					kernelFlag,
 				},
-				Action: policyShow,
+				OnUsageError: usageExit(2),
+				Action:       withOperands(2, policyShow),
 			},
 			{
-				Name:      "eval",
-				Usage:     "decide on one access with a policy (the built-in one by default)",
-				ArgsUsage: "[FILE]",
-				Flags:     evalFlags(),
-				Action:    policyEval,
+				Name:         "eval",
+				Usage:        "decide on one access with a policy (the built-in one by default)",
+				ArgsUsage:    "[FILE]",
+				Flags:        evalFlags(),
+				OnUsageError: usageExit(2),
+				Action:       withOperands(2, policyEval),
 			},
 		},
 	}
@@ -109,15 +112,15 @@ func policyProfile(c *cli.Context) (policy.Profile, error) {
 	return p, nil
 }
 
-func policyCheck(c *cli.Context) error {
-	if c.NArg() != 1 {
+func policyCheck(c *cli.Context, args []string) error {
+	if len(args) != 1 {
 		return cli.Exit("imans policy check: want one policy file (or -)", 2)
 	}
 	prof, err := policyProfile(c)
 	if err != nil {
 		return err
 	}
-	file := c.Args().First()
+	file := args[0]
 	text, err := readPolicyArg(file)
 	if err != nil {
 		return cli.Exit("imans policy check: "+err.Error(), 2)
@@ -148,7 +151,10 @@ func policyCheck(c *cli.Context) error {
 	return nil
 }
 
-func policyShow(c *cli.Context) error {
+func policyShow(c *cli.Context, args []string) error {
+	if len(args) != 0 {
+		return cli.Exit("imans policy show: no operand expected", 2)
+	}
 	if !c.Bool("canonical") {
 		fmt.Print(policy.BuiltinText())
 		return nil
@@ -161,18 +167,18 @@ func policyShow(c *cli.Context) error {
 	return nil
 }
 
-func policyEval(c *cli.Context) error {
+func policyEval(c *cli.Context, args []string) error {
 	p := policy.Builtin()
-	if c.NArg() > 1 {
+	if len(args) > 1 {
 		return cli.Exit("imans policy eval: want at most one policy file", 2)
 	}
-	if c.NArg() == 1 {
-		text, err := readPolicyArg(c.Args().First())
+	if len(args) == 1 {
+		text, err := readPolicyArg(args[0])
 		if err != nil {
 			return cli.Exit("imans policy eval: "+err.Error(), 2)
 		}
 		if p, err = policy.Parse(text); err != nil {
-			return cli.Exit(fmt.Sprintf("imans policy eval: %s:\n%v", c.Args().First(), err), 1)
+			return cli.Exit(fmt.Sprintf("imans policy eval: %s:\n%v", args[0], err), 1)
 		}
 	}
 

@@ -49,6 +49,22 @@ func TestPolicyCommandExitCodes(t *testing.T) {
 		{[]string{"policy", "eval", "--fsmagic", "zz"}, 2},
 		{[]string{"policy", "eval", "--func", "NOPE"}, 2},
 		{[]string{"policy", "eval", bad}, 1},
+
+		// Flags after the file, as the documented usage writes them.
+		{[]string{"policy", "check", good, "--namespace", "v15"}, 1},
+		{[]string{"policy", "check", appraise, "--namespace=dev"}, 1},
+		{[]string{"policy", "check", good, "--kernel", "5.4"}, 2},
+		{[]string{"policy", "check", good, "--namespace"}, 2},
+		{[]string{"policy", "eval", bad, "--func", "BPRM_CHECK"}, 1},
+		{[]string{"policy", "eval", good, "--fsmagic", "zz"}, 2},
+
+		// Bad usage is 2, apart from a refused policy (1).
+		{[]string{"policy", "check", "--nope", good}, 2},
+		{[]string{"policy", "check", good, "--nope"}, 2},
+		{[]string{"policy", "check", good, good}, 2},
+		{[]string{"policy", "eval", "--nope"}, 2},
+		{[]string{"policy", "show", "--nope"}, 2},
+		{[]string{"policy", "show", "extra"}, 2},
 	}
 	for _, tc := range tests {
 		if got := run(append([]string{"imans"}, tc.args...)); got != tc.want {
