@@ -101,9 +101,20 @@ func normalizeDigests(in map[string][]string) (map[string][]string, error) {
 // checkExcludes compiles every exclude expression.
 func checkExcludes(ex []string) error {
 	for i, x := range ex {
-		if _, err := regexp.Compile(`^(?:` + x + `)`); err != nil {
+		if _, err := compileExclude(x); err != nil {
 			return fmt.Errorf("excludes[%d]: %w", i, err)
 		}
 	}
 	return nil
+}
+
+// compileExclude compiles an exclude anchored at the start of the path.
+// The expression is compiled alone first: one with an unbalanced ')'
+// would otherwise close the anchored group early ("x)|/var/tmp/(?:"
+// matching anywhere in the path).
+func compileExclude(x string) (*regexp.Regexp, error) {
+	if _, err := regexp.Compile(x); err != nil {
+		return nil, err
+	}
+	return regexp.Compile(`^(?:` + x + `)`)
 }

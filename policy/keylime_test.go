@@ -2,6 +2,7 @@ package policy
 
 import (
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -64,6 +65,33 @@ func TestNormalizeDigest(t *testing.T) {
 		"sha256:" + emptySHA256 + "0", "sha256:g" + emptySHA256[1:]} {
 		if got, err := NormalizeDigest(bad); err == nil {
 			t.Errorf("%q accepted as %q", bad, got)
+		}
+	}
+}
+
+func TestExcludesStayAnchored(t *testing.T) {
+	// An exclude is matched from the start of the path as a whole: a
+	// closing parenthesis in it must not end the anchored group and leave
+	// the rest free to match anywhere. Python's re refuses such
+	// unbalanced expressions; so do we.
+	for _, x := range []string{`x)|/var/tmp/(?:`, `a)(b`, `(`} {
+		data := `{"meta":{"version":1},"digests":{},"excludes":["/tmp/",` +
+			strconv.Quote(x) + `]}`
+		if _, err := ParseKeylime([]byte(data)); err == nil ||
+			!strings.Contains(err.Error(), "excludes[1]") {
+			t.Errorf("exclude %q: error %v, want one naming excludes[1]", x, err)
+		}
+
+		e := Expectations{Excludes: []string{"/tmp/", x}}
+		if e.Excluded("/home/var/tmp/evil") {
+			t.Errorf("exclude %q excludes /home/var/tmp/evil", x)
+		}
+		if !e.Excluded("/tmp/x") {
+			t.Errorf("exclude %q stops /tmp/ from excluding /tmp/x", x)
+		}
+		if _, err := e.ExcludeMatcher(); err == nil ||
+			!strings.HasPrefix(err.Error(), "excludes[1]: ") {
+			t.Errorf("ExcludeMatcher with %q: %v", x, err)
 		}
 	}
 }

@@ -108,7 +108,7 @@ func (e *Expectations) ExcludeMatcher() (func(path string) bool, error) {
 	var res []*regexp.Regexp
 	var first error
 	for i, x := range e.Excludes {
-		re, err := regexp.Compile(`^(?:` + x + `)`)
+		re, err := compileExclude(x)
 		if err != nil {
 			if first == nil {
 				first = fmt.Errorf("excludes[%d]: %w", i, err)
