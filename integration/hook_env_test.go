@@ -237,6 +237,7 @@ func (e *hookEnv) run(runtime string, b *bundle, id string) runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd := e.runCmd(ctx, runtime, b, id)
+	cmd.WaitDelay = 5 * time.Second
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
@@ -276,6 +277,7 @@ func (e *hookEnv) imans(stdin []byte, args ...string) (stdout, stderr string, co
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, e.bin, args...)
+	cmd.WaitDelay = 5 * time.Second
 	cmd.Env = append(os.Environ(), "IMANS_RUN_DIR="+e.runDir, "IMANS_STATE_DIR="+e.stateDir)
 	cmd.Stdin = bytes.NewReader(stdin)
 	var o, s bytes.Buffer

@@ -22,6 +22,7 @@ import (
 func (e *hookEnv) startRun(b *bundle, id string) func() runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
 	cmd := e.runCmd(ctx, "runc", b, id)
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()

@@ -3,12 +3,15 @@
 package integration
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/imans-project/imans/report"
 )
@@ -171,9 +174,58 @@ func TestHookConcurrent(t *testing.T) {
 	if left := e.runFolders(); len(left) != 0 {
 		t.Errorf("run folders left: %v", left)
 	}
-	_ = filepath.Join
 }
 
 func scriptN(i int) string {
 	return fmt.Sprintf("echo container %d\n", i)
+}
+
+func TestHookCrunUserNamespace(t *testing.T) { threeRuns(t, "crun", 300000) }
+
+// TestHookRuncCreateStartDelete runs the container the way engines do:
+// create, start, and delete only after it stopped. The collector ends on
+// its own when the container exits; poststop comes later and still finds
+// the whole record.
+func TestHookRuncCreateStartDelete(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("csd", demoScript, 0)
+	// Output goes through a file: the created container inherits runc
+	// create's stdio and would hold a pipe open until it exits.
+	runc := func(args ...string) string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
+		defer cancel()
+		out, err := os.CreateTemp(t.TempDir(), "out")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		cmd := exec.CommandContext(ctx, "runc", append([]string{"--root", e.runcRoot}, args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		err = cmd.Run()
+		data, _ := os.ReadFile(out.Name())
+		if err != nil {
+			t.Fatalf("runc %v: %v\n%s", args, err, data)
+		}
+		return string(data)
+	}
+	runc("create", "--bundle", b.dir, "csd")
+	runc("start", "csd")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(runc("state", "csd"), `"status": "stopped"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("container did not stop within 10s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Let the collector notice and end before poststop comes.
+	time.Sleep(500 * time.Millisecond)
+	runc("delete", "csd")
+
+	r := e.reportOf("csd")
+	list := checkWhole(t, r)
+	if got := findEntry(list, "/app/demo.sh"); len(got) != 1 ||
+		got[0].digest != sha256Hex(demoScript) {
+		t.Errorf("/app/demo.sh entries %+v", got)
+	}
 }
