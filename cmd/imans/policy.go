@@ -83,19 +83,27 @@ func evalFlags() []cli.Flag {
 	}
 }
 
-// readPolicyArg reads the policy named on the command line ("-": stdin).
+// maxPolicyArg bounds the size of a policy read by the policy commands.
+const maxPolicyArg = 16 << 20
+
+// readPolicyArg reads the policy named on the command line ("-": stdin),
+// refusing one over maxPolicyArg rather than checking it cut short.
 func readPolicyArg(name string) (string, error) {
-	var (
-		data []byte
-		err  error
-	)
-	if name == "-" {
-		data, err = io.ReadAll(io.LimitReader(os.Stdin, 16<<20))
-	} else {
-		data, err = os.ReadFile(name)
+	in := os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return "", err
+		}
+		defer f.Close()
+		in = f
 	}
+	data, err := io.ReadAll(io.LimitReader(in, maxPolicyArg+1))
 	if err != nil {
 		return "", err
+	}
+	if len(data) > maxPolicyArg {
+		return "", fmt.Errorf("%s: over %d bytes", name, maxPolicyArg)
 	}
 	return string(data), nil
 }

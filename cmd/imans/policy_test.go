@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -69,6 +70,30 @@ func TestPolicyCommandExitCodes(t *testing.T) {
 	for _, tc := range tests {
 		if got := run(append([]string{"imans"}, tc.args...)); got != tc.want {
 			t.Errorf("imans %v: exit %d, want %d", tc.args, got, tc.want)
+		}
+	}
+}
+
+func TestPolicyCheckTooLong(t *testing.T) {
+	// A policy over the size limit is refused, from a file or from
+	// standard input, never checked cut short; /dev/zero never ends.
+	big := filepath.Join(t.TempDir(), "big")
+	text := strings.Repeat("\n", maxPolicyArg) + "measure func=NOPE\n"
+	if err := os.WriteFile(big, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in, err := os.Open(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	saved := os.Stdin
+	os.Stdin = in
+	defer func() { os.Stdin = saved }()
+
+	for _, arg := range []string{"-", big, "/dev/zero"} {
+		if got := run([]string{"imans", "policy", "check", arg}); got != 2 {
+			t.Errorf("policy check %s: exit %d, want 2", arg, got)
 		}
 	}
 }
