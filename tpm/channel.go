@@ -28,8 +28,8 @@ type deadliner interface {
 
 // channel sends one command at a time and waits for its response, each
 // within a deadline. After a timeout or a broken connection the channel
-// is unusable: a late response would otherwise be taken for the answer
-// to the next command.
+// is closed and unusable: a late response would otherwise be taken for
+// the answer to the next command.
 type channel struct {
 	addr   string
 	device bool // a character device: one read returns a whole response
@@ -90,20 +90,24 @@ func (c *channel) send(cmd []byte, least time.Duration) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 
-	if c.conn == nil {
-		return nil, fmt.Errorf("tpm %s: %w", c.addr, ErrClosed)
-	}
 	if c.broken != nil {
 		return nil, fmt.Errorf("tpm %s unusable after an earlier failure: %w", c.addr, c.broken)
+	}
+	if c.conn == nil {
+		return nil, fmt.Errorf("tpm %s: %w", c.addr, ErrClosed)
 	}
 
 	d := max(c.timeout, least)
 	end := time.Now().Add(d)
 	pause := 100 * time.Microsecond
 	for {
-		rsp, err := c.exchange(cmd, time.Until(end))
+		rsp, err := c.exchange(c.conn, cmd, time.Until(end))
 		if err != nil {
+			// Close at once: swtpm serves one connection at a time, and
+			// would serve the next one only after this one is gone.
 			c.broken = c.classify(err, d)
+			_ = c.conn.Close()
+			c.conn = nil
 			return nil, c.broken
 		}
 		if !busy(rsp) || time.Now().Add(pause).After(end) {
@@ -139,10 +143,10 @@ func busy(rsp []byte) bool {
 // exchange does the write and the read under a deadline. A device whose
 // file cannot take a deadline is served by a goroutine instead; if it
 // never answers, that goroutine stays blocked until the process exits.
-func (c *channel) exchange(cmd []byte, d time.Duration) ([]byte, error) {
-	err := c.conn.SetDeadline(time.Now().Add(d))
+func (c *channel) exchange(conn deadliner, cmd []byte, d time.Duration) ([]byte, error) {
+	err := conn.SetDeadline(time.Now().Add(d))
 	if err == nil {
-		return c.roundTrip(cmd)
+		return c.roundTrip(conn, cmd)
 	}
 	if !errors.Is(err, os.ErrNoDeadline) {
 		return nil, err
@@ -154,7 +158,7 @@ func (c *channel) exchange(cmd []byte, d time.Duration) ([]byte, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		rsp, err := c.roundTrip(cmd)
+		rsp, err := c.roundTrip(conn, cmd)
 		done <- result{rsp, err}
 	}()
 	timer := time.NewTimer(d)
@@ -168,14 +172,14 @@ func (c *channel) exchange(cmd []byte, d time.Duration) ([]byte, error) {
 }
 
 // roundTrip writes cmd and reads one whole response.
-func (c *channel) roundTrip(cmd []byte) ([]byte, error) {
-	if _, err := c.conn.Write(cmd); err != nil {
+func (c *channel) roundTrip(conn deadliner, cmd []byte) ([]byte, error) {
+	if _, err := conn.Write(cmd); err != nil {
 		return nil, err
 	}
 
 	if c.device {
 		buf := make([]byte, maxResponse)
-		n, err := c.conn.Read(buf)
+		n, err := conn.Read(buf)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +190,7 @@ func (c *channel) roundTrip(cmd []byte) ([]byte, error) {
 	}
 
 	head := make([]byte, headerSize)
-	if _, err := io.ReadFull(c.conn, head); err != nil {
+	if _, err := io.ReadFull(conn, head); err != nil {
 		return nil, err
 	}
 	size := binary.BigEndian.Uint32(head[2:6])
@@ -195,7 +199,7 @@ func (c *channel) roundTrip(cmd []byte) ([]byte, error) {
 	}
 	rsp := make([]byte, size)
 	copy(rsp, head)
-	if _, err := io.ReadFull(c.conn, rsp[headerSize:]); err != nil {
+	if _, err := io.ReadFull(conn, rsp[headerSize:]); err != nil {
 		return nil, err
 	}
 	return rsp, nil

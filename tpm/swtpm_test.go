@@ -313,3 +313,34 @@ func TestSwtpmOutlivesStarter(t *testing.T) {
 		t.Fatalf("pid file left: %v", err)
 	}
 }
+
+// TestSwtpmOneConnectionAtATime shows the limit documented in docs/tpm.md:
+// while one connection is open, a second one's command waits, here until
+// its deadline, and is served once the first closes.
+func TestSwtpmOneConnectionAtATime(t *testing.T) {
+	s, first := openSwtpm(t)
+	if _, err := first.Banks(); err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := s.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	second.SetTimeout(300 * time.Millisecond)
+	if _, err := second.Banks(); !errors.Is(err, ErrTimeout) {
+		t.Fatalf("second connection while the first is open: %v, want ErrTimeout", err)
+	}
+
+	first.Close()
+	third, err := s.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	third.SetTimeout(5 * time.Second)
+	if _, err := third.Banks(); err != nil {
+		t.Fatalf("after the first closed: %v", err)
+	}
+}
