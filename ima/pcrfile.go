@@ -2,6 +2,7 @@ package ima
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -27,11 +28,20 @@ const maxPCRFile = 1 << 20
 //	  10 : 0123abcd...
 //
 // Blank lines and lines starting with '#' are skipped. Errors name the
-// line.
+// line. A file over 1 MiB is refused.
 func ParsePCRFile(r io.Reader) (PCRValues, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxPCRFile+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading PCR file: %w", err)
+	}
+	if len(data) > maxPCRFile {
+		return nil, fmt.Errorf("PCR file over %d bytes", maxPCRFile)
+	}
+
 	out := PCRValues{}
 	bank := Hash("")
-	sc := bufio.NewScanner(io.LimitReader(r, maxPCRFile))
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(nil, maxPCRFile)
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())
 		if line == "" || line[0] == '#' {
@@ -84,9 +94,6 @@ func ParsePCRFile(r io.Reader) (PCRValues, error) {
 			return nil, fmt.Errorf("PCR file line %d: PCR %d given twice", n, pcr)
 		}
 		out[b][uint32(pcr)] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("reading PCR file: %w", err)
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("PCR file holds no PCR value")

@@ -232,3 +232,24 @@ func TestReadAllSameAsLoop(t *testing.T) {
 		t.Errorf("cut list: %v after %d entries", err, cut.Entries())
 	}
 }
+
+func TestParsePCRFileTooLong(t *testing.T) {
+	// Values past the size limit are not dropped without a word: a file
+	// over it is refused. A long line is read whole.
+	s1 := strings.Repeat("ab", 20)
+	s256 := strings.Repeat("cd", 32)
+	long := "  sha1:\n    10: 0x" + s1 + "\n" + strings.Repeat("# padding\n", 110000) +
+		"  sha256:\n    10: 0x" + s256 + "\n"
+	if v, err := ParsePCRFile(strings.NewReader(long)); err == nil {
+		t.Errorf("file of %d bytes read as %d banks, no error", len(long), len(v))
+	}
+
+	line := "PCR-10: " + s1 + "\nPCR-11: " + strings.Repeat("0", 70000) + "\n"
+	v, err := ParsePCRFile(strings.NewReader(line))
+	if err != nil {
+		t.Fatalf("line of 70000 bytes: %v", err)
+	}
+	if _, err := v.ForBank(SHA1); err == nil || !strings.Contains(err.Error(), "PCR 11 has") {
+		t.Errorf("35000-byte value for sha1: %v, want an error naming PCR 11", err)
+	}
+}
