@@ -394,8 +394,32 @@ func checkWhole(t *testing.T, r *report.Report) []listEntry {
 			t.Errorf("%s: tpm pcr10 %s %s, independent replay %s",
 				r.Info.ContainerID, bank, r.TPM.PCR10[bank], want[bank])
 		}
+		evmctlAccepts(t, r.Info.BinaryLog, bank, r.TPM.PCR10[bank])
 	}
 	return list
+}
+
+// evmctlAccepts checks with evmctl that the list replays to the PCR 10
+// value the report has for one bank. evmctl wants every PCR in its file;
+// the container's TPM has only PCR 10 extended.
+func evmctlAccepts(t *testing.T, list, bank, pcr10 string) {
+	t.Helper()
+	evmctl := testenv.Command(t, "evmctl")
+	var b strings.Builder
+	for i := 0; i < 24; i++ {
+		v := strings.Repeat("0", len(pcr10))
+		if i == 10 {
+			v = pcr10
+		}
+		fmt.Fprintf(&b, "PCR-%02d: %s\n", i, v)
+	}
+	file := filepath.Join(t.TempDir(), bank+".pcrs")
+	must(t, os.WriteFile(file, []byte(b.String()), 0o600))
+	out, err := exec.Command(evmctl, "ima_measurement", "--pcrs", bank+","+file, list).
+		CombinedOutput()
+	if err != nil {
+		t.Errorf("evmctl rejects %s against pcr10 %s %s: %v\n%s", list, bank, pcr10, err, out)
+	}
 }
 
 func sha256Hex(s string) string {
