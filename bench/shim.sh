@@ -123,7 +123,8 @@ for f in plain default nodocs mini true wdefault wnodocs wmini; do
 	eval "m_$f=$(median <"$work/$f.us")"
 done
 awk -v p="$m_plain" -v d="$m_default" -v n="$m_nodocs" -v t="$m_true" \
-	-v wd="$m_wdefault" -v wn="$m_wnodocs" -v m="$m_mini" -v wm="$m_wmini" -v runs="$N" -v load="$load" \
+	-v wd="$m_wdefault" -v wn="$m_wnodocs" -v m="$m_mini" -v wm="$m_wmini" \
+	-v runs="$N" -v load="$load" \
 	-v cores="$(nproc)" 'BEGIN {
 	printf "runc run /bin/true, %d runs each, medians (load %s on %d cores)\n", runs,
 		load, cores
