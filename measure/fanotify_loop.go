@@ -153,13 +153,17 @@ func (c *fanotifyCollector) handleEvent(ev unix.FanotifyEventMetadata,
 
 	c.measureEvent(int(ev.Fd), ev.Mask, int(ev.Pid))
 
+	// The descriptor is closed before the answer: the kernel matches the
+	// answer by number only, and a descriptor still open for read when
+	// the process resumes would count as a reader in the kernel's own
+	// ToMToU check (where IMA runs beside the collector).
+	unix.Close(int(ev.Fd))
 	if perm {
 		cur.Store(nil)
 		if p.answered.CompareAndSwap(false, true) {
 			c.answer(ev.Fd)
 		}
 	}
-	unix.Close(int(ev.Fd))
 }
 
 // answer allows a permission event.

@@ -107,7 +107,8 @@ func guestCollect(args []string, workload string) error {
 // TestFanotifyMatchesKernelIMA runs a workload in a container under the
 // collector inside a qemu guest with Debian's 6.12 kernel, whose own IMA
 // measures the same accesses under the same policy: every entry of the
-// collector's list has the digest the kernel recorded for the same file.
+// collector's list has the digest the kernel recorded for the same file,
+// and both record the same ToMToU and open_writers violations.
 func TestFanotifyMatchesKernelIMA(t *testing.T) {
 	qemu.Require(t)
 	if testing.Short() {
@@ -146,9 +147,13 @@ func TestFanotifyMatchesKernelIMA(t *testing.T) {
 		ct + "/data/a.txt":   []byte("read by a script\n"),
 		ct + "/data/b c.txt": []byte("a name with a space\n"),
 		ct + "/data/changed": []byte("before\n"),
+		ct + "/data/v.txt":   []byte("read, then written while open\n"),
+		ct + "/data/w.txt":   []byte("read while open for write\n"),
 	}
 	workload := `/app/demo.sh; cat "/data/b c.txt"; cat /data/changed; ` +
-		`echo after >/data/changed; cat /data/changed`
+		`echo after >/data/changed; cat /data/changed; ` +
+		`exec 3</data/v.txt; echo x >/data/v.txt; exec 3<&-; ` +
+		`exec 4>>/data/w.txt; cat /data/w.txt; exec 4>&-`
 	script := fmt.Sprintf(`for a in sh cat echo; do ln -s busybox %[1]s/bin/$a; done
 mkdir -p %[1]s/dev %[1]s/proc /run/out
 IMANS_TEST_GUEST_WORKLOAD='%[2]s' %[3]s='%[1]s /run/out /root/policy' /root/measure.test
@@ -166,6 +171,9 @@ IMANS_TEST_GUEST_WORKLOAD='%[2]s' %[3]s='%[1]s /run/out /root/policy' /root/meas
 		MemoryMB: 768,
 	}, policy)
 	if err != nil {
+		if res != nil {
+			t.Logf("guest output:\n%s\nconsole:\n%s", res.Output, tailLines(res.Console, 30))
+		}
 		t.Fatalf("guest: %v", err)
 	}
 	t.Logf("guest output:\n%s", res.Output)
@@ -173,25 +181,49 @@ IMANS_TEST_GUEST_WORKLOAD='%[2]s' %[3]s='%[1]s /run/out /root/policy' /root/meas
 	ours := parseList(t, res.Files["/run/out/"+BinaryListFile])
 	kernel := parseList(t, snap.Binary())
 	kernelDigests := map[string]map[string]bool{}
+	kernelViolations := map[string]int{}
 	for _, e := range kernel {
 		name, d := entryDigest(t, e)
+		if e.IsViolation() {
+			kernelViolations[name]++
+			continue
+		}
 		if kernelDigests[name] == nil {
 			kernelDigests[name] = map[string]bool{}
 		}
 		kernelDigests[name][d] = true
 	}
 
-	if len(ours) < 6 {
-		t.Errorf("collector list has %d entries, want at least 6", len(ours))
+	if len(ours) < 10 {
+		t.Errorf("collector list has %d entries, want at least 10", len(ours))
 	}
+	ourViolations := map[string]int{}
 	for i, e := range ours {
 		name, d := entryDigest(t, e)
 		kname := ct + strings.ReplaceAll(name, " ", "_")
+		if e.IsViolation() {
+			ourViolations[kname]++
+			continue
+		}
 		if !kernelDigests[kname][d] {
 			t.Errorf("entry %d %s sha256:%s: the kernel recorded %v for %s",
 				i, name, d, kernelDigests[kname], kname)
 		}
 	}
+	// The same violations, for the same files (the kernel also records
+	// violations outside the container, which are left out here).
+	for name := range kernelViolations {
+		if !strings.HasPrefix(name, ct+"/") {
+			delete(kernelViolations, name)
+		}
+	}
+	wantViolations := map[string]int{ct + "/data/v.txt": 1, ct + "/data/w.txt": 1}
+	if fmt.Sprint(ourViolations) != fmt.Sprint(kernelViolations) ||
+		fmt.Sprint(ourViolations) != fmt.Sprint(wantViolations) {
+		t.Errorf("violations: ours %v, the kernel's %v, want %v", ourViolations,
+			kernelViolations, wantViolations)
+	}
+
 	for _, want := range []string{"/data/changed"} {
 		n := 0
 		for _, e := range ours {
@@ -234,4 +266,13 @@ func entryDigest(t *testing.T, e *ima.Entry) (string, string) {
 		t.Fatal(err)
 	}
 	return name, hex.EncodeToString(d)
+}
+
+// tailLines returns the last n lines of b.
+func tailLines(b []byte, n int) string {
+	lines := strings.Split(string(b), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
