@@ -40,11 +40,6 @@ type CreateConfig struct {
 	PolicyText string
 	// Expect are the expectations poststop checks against.
 	Expect report.Expectations
-	// Exe is the imans binary to start as the collector.
-	Exe string
-	// ReadyTimeout bounds the wait for the collector; 0 means
-	// ReadyTimeout.
-	ReadyTimeout time.Duration
 }
 
 // NewRecord returns the record of a container's start.
@@ -119,16 +114,6 @@ func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.S
 		return nil, err
 	}
 	return spec, nil
-}
-
-// Start starts the collector of a prepared run folder and waits until it is
-// ready.
-func Start(dir string, c CreateConfig) (int, error) {
-	timeout := c.ReadyTimeout
-	if timeout <= 0 {
-		timeout = ReadyTimeout
-	}
-	return StartCollector(c.Exe, dir, timeout)
 }
 
 // Abandon records in the run folder why a container's measurement could

@@ -16,8 +16,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ReadyFD is the descriptor on which a collector finds the ready pipe.
-const ReadyFD = 3
+// ReadyFD is the descriptor on which a collector finds the ready pipe, and
+// GoFD the one on which it waits until the run folder is written.
+const (
+	ReadyFD = 3
+	GoFD    = 4
+)
+
+// goLine is what the hook writes on the go pipe.
+const goLine = "go"
 
 // readyLine is what a collector writes on the ready pipe when the container
 // may start; anything else is an error line.
@@ -45,27 +52,62 @@ func CloseInherited(keep int) error {
 	return nil
 }
 
-// StartCollector starts `exe collector --dir dir` detached (own session,
-// /dev/null stdio, stderr to the run folder's collector.log, nothing else
-// inherited), records its pid in dir, and waits until it says ready or
-// fails, at most timeout. On failure or timeout the collector is killed and
-// the error carries its message.
+// StartCollector starts `exe collector --dir dir` (LaunchCollector), lets
+// it go at once and waits until it is ready (Launch.Go).
 func StartCollector(exe, dir string, timeout time.Duration) (int, error) {
-	r, w, err := os.Pipe()
+	l, err := LaunchCollector(exe, dir)
 	if err != nil {
-		return 0, fmt.Errorf("start collector: %w", err)
+		return 0, err
 	}
-	defer r.Close()
+	return l.Go(timeout)
+}
+
+// Launch is a collector process started but not yet let go: it is
+// starting up (the runtime's own start is the slow part of a process) while
+// the hook writes the run folder's spec.
+type Launch struct {
+	// Pid is the collector's pid.
+	Pid   int
+	dir   string
+	ready *os.File // read end of the ready pipe
+	goW   *os.File // write end of the go pipe
+	gone  bool     // Go was called
+}
+
+// LaunchCollector starts `exe collector --dir dir` detached (own session,
+// /dev/null stdin and stdout, stderr to the run folder's collector.log,
+// nothing else inherited: runc waits for EOF on a hook's stdout and
+// stderr) and records its pid and start time in dir. The collector waits
+// for Go before it reads the run folder; a launch never let go ends by
+// itself when this process exits.
+func LaunchCollector(exe, dir string) (*Launch, error) {
+	var files []*os.File
+	closeAll := func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}
+	rr, rw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("start collector: %w", err)
+	}
+	files = append(files, rr, rw)
+	gr, gw, err := os.Pipe()
+	if err != nil {
+		closeAll()
+		return nil, fmt.Errorf("start collector: %w", err)
+	}
+	files = append(files, gr, gw)
 	logf, err := os.OpenFile(filepath.Join(dir, CollectorLog),
 		os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		w.Close()
-		return 0, fmt.Errorf("start collector: %w", err)
+		closeAll()
+		return nil, fmt.Errorf("start collector: %w", err)
 	}
 	defer logf.Close()
 	if err := CloseInherited(2); err != nil {
-		w.Close()
-		return 0, fmt.Errorf("start collector: %w", err)
+		closeAll()
+		return nil, fmt.Errorf("start collector: %w", err)
 	}
 
 	cmd := exec.Command(exe, "collector", "--dir", dir)
@@ -73,38 +115,88 @@ func StartCollector(exe, dir string, timeout time.Duration) (int, error) {
 	cmd.Dir = "/"
 	cmd.Env = os.Environ()
 	cmd.Stderr = logf
-	cmd.ExtraFiles = []*os.File{w}
+	cmd.ExtraFiles = []*os.File{rw, gr} // ReadyFD, GoFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
-	w.Close()
+	rw.Close()
+	gr.Close()
 	if err != nil {
-		return 0, fmt.Errorf("start collector: %w", err)
+		rr.Close()
+		gw.Close()
+		return nil, fmt.Errorf("start collector: %w", err)
 	}
-	pid := cmd.Process.Pid
+	l := &Launch{Pid: cmd.Process.Pid, dir: dir, ready: rr, goW: gw}
 	// The collector outlives this process; release it so no goroutine
 	// waits for it. Its new parent (init or a subreaper) reaps it.
 	cmd.Process.Release()
 
-	if err := writePidFile(dir, pid); err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		return 0, fmt.Errorf("start collector: %w", err)
+	if err := writePidFile(dir, l.Pid); err != nil {
+		l.Abort()
+		return nil, fmt.Errorf("start collector: %w", err)
 	}
+	return l, nil
+}
 
-	line, err := readLine(r, timeout)
+// Go lets the collector read the run folder and start measuring, and
+// waits until it says ready or fails, at most timeout. On failure or
+// timeout the collector is killed and the error carries its message.
+func (l *Launch) Go(timeout time.Duration) (int, error) {
+	l.gone = true
+	defer l.ready.Close()
+	// A collector that died already makes this write fail (EPIPE); the
+	// ready pipe then says why.
+	l.goW.WriteString(goLine + "\n")
+	l.goW.Close()
+
+	line, err := readLine(l.ready, timeout)
 	if err == nil && line != readyLine {
 		err = errors.New(strings.TrimPrefix(line, "error "))
 		if line == "" {
 			err = errors.New("collector exited before it was ready")
-			if tail := lastLine(filepath.Join(dir, CollectorLog)); tail != "" {
+			if tail := lastLine(filepath.Join(l.dir, CollectorLog)); tail != "" {
 				err = fmt.Errorf("collector exited before it was ready: %s", tail)
 			}
 		}
 	}
 	if err != nil {
-		unix.Kill(pid, unix.SIGKILL)
-		return pid, fmt.Errorf("start collector: %w", err)
+		l.kill()
+		return l.Pid, fmt.Errorf("start collector: %w", err)
 	}
-	return pid, nil
+	return l.Pid, nil
+}
+
+// Abort ends a launch that is not let go: the collector sees its go pipe
+// close and exits; it is killed too, in case it does not. After Go it does
+// nothing, so it can be deferred.
+func (l *Launch) Abort() {
+	if l.gone {
+		return
+	}
+	l.gone = true
+	l.goW.Close()
+	l.ready.Close()
+	l.kill()
+}
+
+// kill kills the launched collector. Its pid cannot have been reused: it
+// was started moments ago and nothing reaps it before this process exits
+// (a released child of a living parent stays a zombie until reaped).
+func (l *Launch) kill() {
+	unix.Kill(l.Pid, unix.SIGKILL)
+}
+
+// AwaitGo is the collector's side of the go pipe: it blocks until the hook
+// lets it go (true) or gives up on it (false). Without a go pipe (the
+// collector run by hand), it returns true at once.
+func AwaitGo() bool {
+	var st unix.Stat_t
+	if err := unix.Fstat(GoFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
+		return true
+	}
+	f := os.NewFile(GoFD, "go")
+	defer f.Close()
+	line, _ := bufio.NewReader(f).ReadString('\n')
+	return strings.TrimSpace(line) == goLine
 }
 
 // readLine reads one line from r within timeout. EOF before a line gives

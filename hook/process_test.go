@@ -145,3 +145,40 @@ func TestStaleRunFolder(t *testing.T) {
 		t.Errorf("a fresh folder was removed: %v", err)
 	}
 }
+
+func TestCollectorLaunchAbort(t *testing.T) {
+	dir := t.TempDir()
+	exe := fakeCollector(t, `read line <&4
+[ "$line" = go ] || { echo "not let go" > "$3/aborted"; exit 0; }
+echo ready >&3
+sleep 30`)
+	l, err := LaunchCollector(exe, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := readPidFile(dir)
+	if err != nil || p.pid != l.Pid {
+		t.Fatalf("pid file: %+v %v, want pid %d", p, err, l.Pid)
+	}
+	l.Abort()
+	if !waitExit(p, -1, 3*time.Second) {
+		t.Fatal("aborted collector still running")
+	}
+	l.Abort() // twice: harmless
+
+	// Let go, it runs; Abort after Go leaves it alone.
+	dir = t.TempDir()
+	l, err = LaunchCollector(exe, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Go(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	l.Abort()
+	time.Sleep(50 * time.Millisecond)
+	if p, _ := readPidFile(dir); !p.alive() {
+		t.Error("Abort after Go killed the collector")
+	}
+	StopCollector(dir, time.Second)
+}

@@ -55,6 +55,10 @@ func collectorCommand() *cli.Command {
 // outcome into the run folder. poststop reads the lists and the TPM.
 func collectorMain(dir string) error {
 	ready := collectorReadyPipe()
+	if !hook.AwaitGo() {
+		// The hook gave up before the run folder was written.
+		return nil
+	}
 	hook.CloseInherited(hook.ReadyFD)
 	if !filepath.IsAbs(dir) {
 		err := fmt.Errorf("collector: --dir %q is not absolute", dir)

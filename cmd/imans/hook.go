@@ -133,18 +133,32 @@ func hookCreateRuntime(stdin io.Reader) error {
 		return nil
 	}
 
+	// The collector starts up while the run folder is written; it reads
+	// the folder only when let go.
+	var launch *hook.Launch
+	exe, err := os.Executable()
+	if err == nil {
+		launch, err = hook.LaunchCollector(exe, dir)
+	}
+	if err == nil {
+		defer launch.Abort()
+	}
+
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
 	rootfs := hook.RootfsPath(st.Bundle, cfg)
-	c, err := hookConfig(p, ann)
+	c, cerr := hookConfig(p, ann)
 	rec := hook.NewRecord(p, st, rootfs, c)
+	if err == nil {
+		err = cerr
+	}
 	if err == nil {
 		_, err = hook.Setup(dir, st, rec, c)
 	}
 	var pid int
 	if err == nil {
-		pid, err = hook.Start(dir, c)
+		pid, err = launch.Go(hook.ReadyTimeout)
 	}
 	if err != nil {
 		if enforce {
@@ -185,10 +199,6 @@ func hookConfig(p hook.Paths, ann map[string]string) (hook.CreateConfig, error) 
 	c.Backend, err = hookBackend(p, spec.Backend)
 	if err != nil {
 		return c, err
-	}
-	c.Exe, err = os.Executable()
-	if err != nil {
-		return c, fmt.Errorf("find the imans binary: %w", err)
 	}
 	// The TPM starts in the background, after the container may have
 	// started; a missing swtpm is the one failure known here.
