@@ -43,7 +43,8 @@ func hookCommand() *cli.Command {
 // hookFail is the one line a failing hook prints on stderr (runc shows a
 // hook's output only when it fails) and the hook's exit status 1.
 func hookFail(format string, args ...any) error {
-	return cli.Exit(fmt.Sprintf(format, args...), 1)
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", "; ")
+	return cli.Exit(msg, 1)
 }
 
 // hookLogger returns the binary's logger: a text log file under the state
