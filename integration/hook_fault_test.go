@@ -164,6 +164,17 @@ func TestHookEnforceRefuses(t *testing.T) {
 		t.Error("the refused container ran")
 	}
 
+	// A bad annotation in enforce mode: refused, naming the key.
+	b.spec.Annotations["io.imans.backend"] = "fanotify"
+	b.spec.Annotations["io.imans.expect.digests"] = "{not json"
+	b.save(t)
+	res = e.run("runc", b, "refused-bad")
+	if res.err == nil || !strings.Contains(res.out, "io.imans.expect.digests") {
+		t.Fatalf("enforce with a bad annotation: %v\n%s", res.err, res.out)
+	}
+	delete(b.spec.Annotations, "io.imans.expect.digests")
+	b.spec.Annotations["io.imans.backend"] = "kernel"
+
 	// In audit mode the same container runs, and its report says why it
 	// is incomplete.
 	b.spec.Annotations["io.imans.mode"] = "audit"
