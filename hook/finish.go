@@ -365,17 +365,35 @@ func checkReplay(r *report.Report) {
 	r.TPM.ListMatches = match
 }
 
+// writeUnsynced writes data to path through a temporary file and a rename,
+// mode 0600, without fsync.
+func writeUnsynced(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
 // copyLists keeps the lists next to the report, since the run folder goes.
 // Where a copy fails, the report names the list in the run folder, and
 // false tells the caller to keep that folder.
 func copyLists(r *report.Report, p Paths, dir, id string) bool {
 	ok := true
+	// The binary list is the evidence: fsynced, and the report's own
+	// write, after it, syncs the folder. The ASCII list is a convenience
+	// derived from the same entries: renamed into place, not fsynced.
 	pairs := []struct {
 		from, to string
 		field    *string
+		write    func(string, []byte) error
 	}{
-		{measure.BinaryListFile, p.ReportList(id), &r.Info.BinaryLog},
-		{measure.ASCIIListFile, p.ReportASCIIList(id), &r.Info.ASCIILog},
+		{measure.BinaryListFile, p.ReportList(id), &r.Info.BinaryLog, report.WriteFileDeferSync},
+		{measure.ASCIIListFile, p.ReportASCIIList(id), &r.Info.ASCIILog, writeUnsynced},
 	}
 	for _, pr := range pairs {
 		from := filepath.Join(dir, pr.from)
@@ -383,8 +401,7 @@ func copyLists(r *report.Report, p Paths, dir, id string) bool {
 		if err != nil {
 			continue
 		}
-		// The report's own write, after these, syncs the folder.
-		if err := report.WriteFileDeferSync(pr.to, data); err != nil {
+		if err := pr.write(pr.to, data); err != nil {
 			*pr.field = from
 			ok = false
 			continue
