@@ -10,15 +10,16 @@ import (
 	"strconv"
 )
 
-// maxNameLines bounds how many lines of an ASCII list one name may span:
-// the ASCII list prints a newline in a file name raw, so a name with
-// newlines continues on the next lines. The template hash tells where
-// such an entry ends.
-const maxNameLines = 64
-
 // maxNameJoin bounds the bytes a name continued on later lines may add in
-// all (a path has at most 4096 bytes).
+// all: twice PATH_MAX, as the ASCII list prints a newline in a file name
+// raw, so a name with newlines continues on the next lines. The template
+// hash tells where such an entry ends.
 const maxNameJoin = 8192
+
+// maxJoinLine is the longest first line of an entry whose name may go on
+// over the next lines: past it, the line is no name problem, and each try
+// would hash it again.
+const maxJoinLine = 16 << 10
 
 // nextASCII parses the ASCII entry at the reader's position and returns
 // it with its size in bytes.
@@ -35,25 +36,31 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 	var firstEntry *Entry
 	lines, firstEnd := 1, end
 	for {
-		text := rd.buf[rd.r : rd.r+end]
-		e, perr := parseASCIILine(text)
-		if perr == nil {
-			perr = checkEntry(e, rd.cfg.bank)
-		}
-		if perr == nil && e.IsViolation() && !rd.nextLooksLikeEntry(end) {
-			perr = errors.New("violation followed by a line that starts no entry")
-		}
-		if perr == nil {
-			rd.line += lines
-			return e, rd.consumed(end), nil
-		}
-		if first == nil {
-			first, firstEntry = perr, e
+		// The first line is always tried; with the lines after it joined,
+		// only a text followed by a line that starts an entry (or by the
+		// end of the list), as the end of every entry is. A name made of
+		// newlines thereby costs no hashing for each of its lines.
+		if lines == 1 || rd.nextLooksLikeEntry(end) {
+			text := rd.buf[rd.r : rd.r+end]
+			e, perr := parseASCIILine(text)
+			if perr == nil {
+				perr = checkEntry(e, rd.cfg.bank)
+			}
+			if perr == nil && e.IsViolation() && !rd.nextLooksLikeEntry(end) {
+				perr = errors.New("violation followed by a line that starts no entry")
+			}
+			if perr == nil {
+				rd.line += lines
+				return e, rd.consumed(end), nil
+			}
+			if first == nil {
+				first, firstEntry = perr, e
+			}
 		}
 
 		// The name may go on after a newline: join the next line. In
 		// follow mode, that line may not be there yet.
-		if lines >= maxNameLines {
+		if firstEnd > maxJoinLine {
 			break
 		}
 		if rd.fill(end+2) != nil && rd.w-rd.r <= end+1 {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 )
 
@@ -87,6 +88,58 @@ func FuzzASCIIReader(f *testing.F) {
 			}
 			if !bytes.Equal(back.Data, e.Data) || !bytes.Equal(back.Digest, e.Digest) {
 				t.Fatalf("%q reads back as %x, was %x", line, back.Data, e.Data)
+			}
+		}
+	})
+}
+
+// FuzzWriteRead checks that lists written by NewNG and NewViolation, with
+// any names, read back the same from both formats: names with many
+// newlines, or lines inside them that look like entries, included.
+func FuzzWriteRead(f *testing.F) {
+	f.Add(uint8(10), []byte("/a\nb"), []byte("/x y"), true)
+	f.Add(uint8(10), []byte("/a\n10 "+strings.Repeat("0", 40)+" ima-ng sha256:00 /x"),
+		[]byte(strings.Repeat("\n", 100)), true)
+
+	f.Fuzz(func(t *testing.T, pcr uint8, n1, n2 []byte, violation bool) {
+		var bin, ascii []byte
+		var want []*Entry
+		for i, n := range [][]byte{n1, n2, n1} {
+			name := string(bytes.ReplaceAll(n, []byte{0}, nil))
+			e := NewViolation(uint32(pcr%24), name)
+			if !violation || i != 1 {
+				d := make([]byte, 32)
+				d[0] = byte(i)
+				var err error
+				if e, err = NewNG(uint32(pcr%24), SHA256, d, name); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want = append(want, e)
+			bin = e.AppendBinary(bin, binary.NativeEndian)
+			var err error
+			if ascii, err = e.AppendASCII(ascii); err != nil {
+				t.Fatal(err)
+			}
+		}
+
+		for _, rd := range []*Reader{NewBinaryReader(bytes.NewReader(bin)),
+			NewASCIIReader(bytes.NewReader(ascii))} {
+			for i := 0; ; i++ {
+				e, err := rd.Next()
+				if errors.Is(err, io.EOF) {
+					if i != len(want) {
+						t.Fatalf("ascii %v: %d entries, want %d", rd.ASCII(), i, len(want))
+					}
+					break
+				}
+				if err != nil {
+					t.Fatalf("ascii %v: %v\n%q", rd.ASCII(), err, ascii)
+				}
+				if i >= len(want) || !bytes.Equal(e.Data, want[i].Data) ||
+					!bytes.Equal(e.Digest, want[i].Digest) {
+					t.Fatalf("ascii %v: entry %d differs\n%q", rd.ASCII(), i, ascii)
+				}
 			}
 		}
 	})

@@ -190,6 +190,10 @@ func TestMalformedASCII(t *testing.T) {
 		{"template hash not hex", "10 zz" + good[5:], 1, ErrMalformed, "not hex"},
 		{"unknown template", "10 " + helloTemplateSHA1 + " my-tmpl 00 01\n", 1,
 			ErrMalformed, "binary list"},
+		// The legacy template hashes the name padded with NULs: "/a" and
+		// "/a\x00" would have one template hash and print alike.
+		{"NUL in a legacy name", "10 " + strings.Repeat("0", 40) + " ima " +
+			strings.Repeat("0", 40) + " /a\x00\n", 1, ErrMalformed, "NUL"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -219,5 +223,28 @@ func TestHandBuiltKnownEntry(t *testing.T) {
 	}
 	if e.PCR != 10 || e.Template != "ima-ng" || hex.EncodeToString(e.Data) != helloData {
 		t.Errorf("entry %d %s %x", e.PCR, e.Template, e.Data)
+	}
+}
+
+func TestLegacyNameWithNUL(t *testing.T) {
+	// No kernel writes a NUL in a legacy name, and the template hash
+	// cannot tell "/a" from "/a\x00" (the name is hashed padded with
+	// NULs): the binary reader refuses it, with the entry's offset.
+	list := h(t, goodEntry,
+		"0a000000", strings.Repeat("00", 20), // PCR 10, template hash
+		"03000000", "696d61", // "ima"
+		strings.Repeat("11", 20), // file digest
+		"03000000", "2f6100",     // name length 3, "/a\x00"
+	)
+	rd := NewBinaryReader(bytes.NewReader(list))
+	if _, err := rd.Next(); err != nil {
+		t.Fatal(err)
+	}
+	_, err := rd.Next()
+	var ie *Error
+	if !errors.As(err, &ie) || ie.Index != 1 || ie.Offset != int64(len(goodEntry)/2) ||
+		!errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "NUL") {
+		t.Errorf("error %v, want a malformed entry 1 at offset %d naming the NUL", err,
+			len(goodEntry)/2)
 	}
 }

@@ -580,6 +580,12 @@ func checkFields(e *Entry) error {
 			}
 		case "n-ng":
 			err = checkNameNG(f)
+		case "n":
+			// The legacy name is hashed padded with NULs, so a NUL in it
+			// would go unseen; no kernel writes one.
+			if bytes.IndexByte(f, 0) >= 0 {
+				err = fmt.Errorf("name %q: NUL inside the name", truncate(f))
+			}
 		}
 		if err != nil {
 			return fmt.Errorf("%s template data: %w: %w", e.Template, err, ErrMalformed)

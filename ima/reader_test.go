@@ -360,3 +360,45 @@ func TestReuse(t *testing.T) {
 		sameEntry(t, i, e, want[i%len(want)])
 	}
 }
+
+func TestASCIINamesOfManyLines(t *testing.T) {
+	// A file name may hold as many newlines as PATH_MAX allows, and any
+	// user who can have a file measured chooses its name: the ASCII list
+	// stays readable, for measured files and violations alike. Lines that
+	// look like entries inside a name do not cut it.
+	fake := "10 " + strings.Repeat("0", 40) + " ima-ng sha256:" + strings.Repeat("0", 64) +
+		" /fake"
+	names := []string{
+		"/tmp/" + strings.Repeat("\n", 200),
+		"/tmp/" + strings.Repeat("x\n", 2000) + "end",
+		"/tmp/a\n" + fake + "\n" + fake + "\nb",
+		"/tmp/\n\n\n" + strings.Repeat("\n"+fake, 30),
+	}
+	var want []*Entry
+	var list []byte
+	for i, name := range names {
+		d := make([]byte, 32)
+		d[0] = byte(i)
+		e, err := NewNG(10, SHA256, d, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, e, NewViolation(10, name))
+	}
+	last, _ := NewNG(10, SHA256, make([]byte, 32), "/last")
+	want = append(want, last)
+	for _, e := range want {
+		var err error
+		if list, err = e.AppendASCII(list); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	got := readAll(t, NewASCIIReader(bytes.NewReader(list)))
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for i := range want {
+		sameEntry(t, i, got[i], want[i])
+	}
+}
