@@ -152,10 +152,11 @@ func TestFinishChangedAndUnexpected(t *testing.T) {
 	if r.Verdict != report.Fail || len(r.Findings) != 2 {
 		t.Fatalf("%s %v %q", r.Verdict, r.Findings, r.Incomplete)
 	}
-	if f := r.Findings[0]; f.Kind != report.UnexpectedFile || f.Path != "/etc/passwd" || f.Index != 0 {
+	f := r.Findings[0]
+	if f.Kind != report.UnexpectedFile || f.Path != "/etc/passwd" || f.Index != 0 {
 		t.Errorf("finding 0: %+v", f)
 	}
-	if f := r.Findings[1]; f.Kind != report.ChangedFile || f.Digest != digest("echo hi\n") ||
+	if f = r.Findings[1]; f.Kind != report.ChangedFile || f.Digest != digest("echo hi\n") ||
 		f.Expected[0] != digest("echo bye\n") || f.Index != 1 {
 		t.Errorf("finding 1: %+v", f)
 	}
