@@ -70,9 +70,11 @@ func TestHookCollectorKilled(t *testing.T) {
 	pid := waitPid(t, filepath.Join(e.runDir, "killed-collector", "collector.pid"))
 	time.Sleep(300 * time.Millisecond)
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
-	if res := wait(); res.err != nil {
+	res := wait()
+	if res.err != nil {
 		t.Fatalf("run: %v\n%s", res.err, res.out)
 	}
+	t.Logf("run took %s", res.took)
 
 	r := e.reportOf("killed-collector")
 	t.Logf("reasons: %q", r.Incomplete)
