@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // The annotation keys imans reads. Every key under AnnotationPrefix must be
@@ -313,7 +314,9 @@ func readConfigFile(configDir, sub, name string, limit int64) ([]byte, error) {
 	}
 	path := filepath.Join(configDir, sub, name)
 
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+	// writer; the check below refuses it. Regular files ignore the flag.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("@%s: %w", name, err)
 	}

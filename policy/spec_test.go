@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Digests of the empty input, computed independently (sha1sum, sha256sum
@@ -225,5 +227,33 @@ func TestValidName(t *testing.T) {
 		if ValidName(n) {
 			t.Errorf("%q accepted", n)
 		}
+	}
+}
+
+func TestSpecFromAnnotationsFIFO(t *testing.T) {
+	// A FIFO under the config folder must not block the hook: opening
+	// one for reading waits for a writer that never comes.
+	dir := configDir(t)
+	for _, p := range []string{"policies/fifo", "expectations/fifo"} {
+		if err := syscall.Mkfifo(filepath.Join(dir, p), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := SpecFromAnnotations(map[string]string{AnnotationPolicy: "@fifo",
+			AnnotationExpectDigests: "@fifo"}, dir)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		for _, k := range []string{AnnotationPolicy, AnnotationExpectDigests} {
+			if err == nil || !strings.Contains(err.Error(), "annotation "+k+": @fifo: ") ||
+				!strings.Contains(err.Error(), "not a regular file") {
+				t.Errorf("error %v, want %s naming a file that is not a regular one", err, k)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("SpecFromAnnotations blocks on a FIFO")
 	}
 }
