@@ -108,9 +108,9 @@ func Enter(ctx context.Context, pid int, opts EnterOptions) (*Namespace, error) 
 	if err := checkOtherUserNS(userns, pid); err != nil {
 		return nil, err
 	}
-	if !nsenter.Available {
-		return nil, errors.New("IMA namespace helper: this binary was built without cgo " +
-			"and cannot enter a user namespace (rebuild with CGO_ENABLED=1)")
+	tools, err := nsenter.Lookup()
+	if err != nil {
+		return nil, fmt.Errorf("IMA namespace helper: %w", err)
 	}
 
 	ours, theirs, err := seqpacketPair()
@@ -119,7 +119,7 @@ func Enter(ctx context.Context, pid int, opts EnterOptions) (*Namespace, error) 
 	}
 	defer ours.Close()
 
-	cmd, stderr, err := startHelper(ctx, userns, theirs, opts)
+	cmd, stderr, err := startHelper(ctx, tools, userns, theirs, opts)
 	theirs.Close()
 	if err != nil {
 		return nil, err
@@ -127,13 +127,20 @@ func Enter(ctx context.Context, pid int, opts EnterOptions) (*Namespace, error) 
 
 	ns, err := receive(ctx, ours, opts.StepLog)
 	werr := cmd.Wait()
-	if err != nil {
-		if werr != nil {
-			err = fmt.Errorf("%w (helper: %v: %s)", err, werr, lastLine(stderr.String()))
-		}
-		return nil, err
+	if err == nil {
+		return ns, nil
 	}
-	return ns, nil
+
+	// nsenter or unshare failed before the helper ran: their last line
+	// names the step and the errno.
+	if nerr := nsenter.ParseError(stderr.String()); nerr != nil && werr != nil {
+		StepLog(opts.StepLog).log(stepEnter, nerr, "")
+		return nil, stepErr(stepEnter, nerr)
+	}
+	if werr != nil {
+		err = fmt.Errorf("%w (helper: %v: %s)", err, werr, lastLine(stderr.String()))
+	}
+	return nil, err
 }
 
 func seqpacketPair() (ours *net.UnixConn, theirs *os.File, err error) {
@@ -151,23 +158,34 @@ func seqpacketPair() (ours *net.UnixConn, theirs *os.File, err error) {
 	return c.(*net.UnixConn), os.NewFile(uintptr(fds[1]), "imans-helper-child"), nil
 }
 
-func startHelper(ctx context.Context, userns, conn *os.File,
+func startHelper(ctx context.Context, tools nsenter.Tools, userns, conn *os.File,
 	opts EnterOptions) (*exec.Cmd, *bytes.Buffer, error) {
-	req, err := json.Marshal(request{Policy: opts.Policy, VTPM: opts.VTPM != nil})
+	mnt, err := nsenter.MountNS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("IMA namespace helper: %w", err)
+	}
+	req, err := json.Marshal(request{Policy: opts.Policy, VTPM: opts.VTPM != nil,
+		ParentMountNS: mnt})
 	if err != nil {
 		return nil, nil, err
 	}
 
-	stderr := &bytes.Buffer{}
-	cmd := exec.CommandContext(ctx, "/proc/self/exe")
-	cmd.Args = []string{"imans-ima-namespace-helper"}
-	cmd.Env = []string{
-		helperEnv + "=" + helperActivate,
-		fmt.Sprintf("%s=%d", nsenter.EnvUserNSFD, helperUserNSFD),
+	// The helper is this binary, handed over as a descriptor: executed as
+	// the container's mapped root, it may not be able to reach the
+	// binary's directory by path.
+	exe, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return nil, nil, fmt.Errorf("IMA namespace helper: this binary: %w", err)
 	}
+	defer exe.Close()
+
+	stderr := &bytes.Buffer{}
+	cmd := tools.Command(ctx, helperUserNSFD, helperExeFD)
+	// LC_ALL=C: nsenter and unshare report errors in words ParseError reads.
+	cmd.Env = []string{helperEnv + "=" + helperActivate, "LC_ALL=C"}
 	cmd.Stdin = bytes.NewReader(req)
 	cmd.Stderr = stderr
-	cmd.ExtraFiles = []*os.File{userns, conn}
+	cmd.ExtraFiles = []*os.File{userns, conn, exe}
 	if opts.VTPM != nil {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, opts.VTPM)
 	}

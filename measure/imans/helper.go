@@ -27,9 +27,10 @@ const (
 
 // Descriptors the activation helper inherits.
 const (
-	helperUserNSFD  = 3 // /proc/PID/ns/user, consumed by package nsenter
+	helperUserNSFD  = 3 // /proc/PID/ns/user, entered by nsenter(1)
 	helperConnFD    = 4 // SOCK_SEQPACKET to the parent
-	helperVTPMFD    = 5 // optional /dev/vtpmx client descriptor
+	helperExeFD     = 5 // this binary, executed by unshare(1)
+	helperVTPMFD    = 6 // optional /dev/vtpmx client descriptor
 	helperMaxStderr = 8192
 )
 
@@ -55,6 +56,9 @@ func init() {
 type request struct {
 	Policy string `json:"policy"`
 	VTPM   bool   `json:"vtpm,omitempty"`
+	// ParentMountNS identifies the parent's mount namespace (dev:ino):
+	// the helper checks that it has a new one.
+	ParentMountNS string `json:"parent_mount_ns"`
 }
 
 // message is one SOCK_SEQPACKET message from the helper: a step and its
@@ -80,8 +84,9 @@ var sentinels = map[string]error{
 	"not_committed":  ErrNotCommitted,
 }
 
-// activateChild runs in the container's user namespace and in a private
-// mount namespace of its own (package nsenter's constructor put it there).
+// activateChild runs in the container's user namespace, as its uid 0, and
+// in a private mount namespace of its own: nsenter(1) and unshare(1) put
+// it there (see Enter).
 func activateChild() int {
 	send := func(m message, fds ...int) error {
 		b, _ := json.Marshal(m)
@@ -100,20 +105,10 @@ func activateChild() int {
 	return 0
 }
 
-func activateHere(log StepLog) (message, []int) {
-	const stepEnter = "enter the container's user namespace and a new mount namespace"
-	asked, err, uidErr := nsenter.Result()
-	if err == nil && !asked {
-		err = errors.New("the helper was started without a user namespace descriptor")
-	}
-	log.log(stepEnter, err, ": uid_map %s", uidMap())
-	if err != nil {
-		return failure(stepErr(stepEnter, err)), nil
-	}
-	if uidErr != nil {
-		log("switch to the namespace's uid 0", "kept the host ids: "+uidErr.Error())
-	}
+// stepEnter is the way in: nsenter(1), unshare(1) and the helper's check.
+const stepEnter = "enter the container's user namespace and a new mount namespace"
 
+func activateHere(log StepLog) (message, []int) {
 	var req request
 	b, err := io.ReadAll(os.Stdin)
 	if err == nil {
@@ -122,6 +117,14 @@ func activateHere(log StepLog) (message, []int) {
 	if err != nil {
 		return failure(fmt.Errorf("reading the activation request: %w", err)), nil
 	}
+
+	err = nsenter.Check(helperUserNSFD, req.ParentMountNS)
+	log.log(stepEnter, err, ": uid_map %s", uidMap())
+	if err != nil {
+		return failure(stepErr(stepEnter, err)), nil
+	}
+	unix.Close(helperUserNSFD)
+	unix.Close(helperExeFD)
 
 	const stepPrivate = "make the helper's mounts private"
 	err = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")

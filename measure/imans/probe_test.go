@@ -71,11 +71,11 @@ func userNamespaceChild(t *testing.T) int {
 	return cmd.Process.Pid
 }
 
-// requireHelper skips where the binary lacks the helper's constructor.
+// requireHelper skips where nsenter(1) or unshare(1) is missing.
 func requireHelper(t testing.TB) {
 	t.Helper()
-	if !nsenter.Available {
-		testenv.Missing(t, "built without cgo: the helper's constructor is absent")
+	if _, err := nsenter.Lookup(); err != nil {
+		testenv.Missing(t, "%v", err)
 	}
 }
 
@@ -111,6 +111,42 @@ func TestEnterOnThisKernelStopsAtMount(t *testing.T) {
 	}
 	if got := strings.Join(rec.lines, "\n"); got != strings.Join(want, "\n") {
 		t.Errorf("step log:\n%s\nwant:\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+// A user namespace without uid 0: the helper, executed there as another
+// user, would have no capabilities in it. nsenter(1) refuses to switch,
+// and the error names that step and its errno, before any helper step.
+func TestEnterUserNamespaceWithoutRoot(t *testing.T) {
+	testenv.Root(t)
+	requireHelper(t)
+	cmd := exec.Command("/bin/sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags:  syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: 100000, Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 1000, HostID: 100000, Size: 1}},
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	var rec stepRecorder
+
+	_, err := imans.Enter(context.Background(), cmd.Process.Pid,
+		imans.EnterOptions{Policy: testPolicy, StepLog: rec.log})
+
+	const want = "IMA namespace: enter the container's user namespace and a new mount " +
+		"namespace: entering the container's namespaces: switch to the namespace's uid " +
+		"and gid 0: invalid argument (uid or gid 0 is not mapped in the container's user " +
+		"namespace: a program executed there as another user has no capabilities in it) " +
+		"(EINVAL)"
+	var se *imans.StepError
+	if !errors.As(err, &se) || !errors.Is(err, unix.EINVAL) || err.Error() != want {
+		t.Fatalf("err = %v\nwant %s", err, want)
+	}
+	if len(rec.lines) != 1 || !strings.HasPrefix(rec.lines[0], "enter the container's "+
+		"user namespace and a new mount namespace => error: entering") {
+		t.Errorf("step log %q", rec.lines)
 	}
 }
 

@@ -1,7 +1,7 @@
 // Command kernelcheck runs the IMA namespace probe, or the activation
 // against a pid, and prints the outcome; the integration tests run it on
-// Debian's kernels in qemu, where the imans binary's libraries are absent
-// (build it static).
+// Debian's kernels in qemu, in the harness's busybox guest (a pure Go build
+// is static; busybox provides nsenter and unshare there).
 //
 //	kernelcheck probe      prints "ok: REASON" or "no: REASON"
 //	kernelcheck enter PID  prints each step, then "error: ..." or "active"
