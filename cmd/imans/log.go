@@ -54,9 +54,10 @@ func logCommand() *cli.Command {
 			Name:      "verify",
 			Usage:     "check template hashes and replay a list against PCR values",
 			ArgsUsage: "FILE",
-			Description: "Exit status: 0 when the list, or a prefix of it, leads to the\n" +
-				"PCR values in every bank given; 1 on a mismatch (or a template hash\n" +
-				"that does not match its entry); 2 when an input cannot be read.\n" +
+			Description: "Exit status: 0 when the list, or a prefix of it holding at least\n" +
+				"one entry, leads to the PCR values in every bank given; 1 on a\n" +
+				"mismatch (or a template hash that does not match its entry); 2 when\n" +
+				"an input cannot be read, or on bad usage. Flags may also follow FILE.\n" +
 				"Without --pcrs, prints the replayed PCR values.",
 			Flags: append([]cli.Flag{
 				&cli.GenericFlag{Name: "pcrs", Value: &logList{}, Usage: "`BANK,FILE` of " +

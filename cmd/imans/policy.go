@@ -65,6 +65,10 @@ func evalFlags() []cli.Flag {
 	idFlag := func(name, usage string) cli.Flag {
 		return &cli.StringFlag{Name: name, Value: "0", Usage: usage}
 	}
+	sameAs := func(name, usage, other string) cli.Flag {
+		return &cli.StringFlag{Name: name, Value: "0", Usage: usage,
+			DefaultText: "the value of --" + other}
+	}
 	return []cli.Flag{
 		&cli.StringFlag{Name: "func", Value: "FILE_CHECK", Usage: "the hook: FILE_CHECK, " +
 			"BPRM_CHECK, MMAP_CHECK, KEY_CHECK, POST_SETATTR, ..."},
@@ -73,8 +77,8 @@ func evalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "fsmagic", Value: "0xef53", Usage: "filesystem magic (hex)"},
 		&cli.StringFlag{Name: "fsuuid", Usage: "filesystem UUID"},
 		&cli.StringFlag{Name: "fsname", Usage: "filesystem type name"},
-		idFlag("uid", "process uid"), idFlag("euid", "effective uid (default: uid)"),
-		idFlag("gid", "process gid"), idFlag("egid", "effective gid (default: gid)"),
+		idFlag("uid", "process uid"), sameAs("euid", "effective uid", "uid"),
+		idFlag("gid", "process gid"), sameAs("egid", "effective gid", "gid"),
 		idFlag("fowner", "file owner"), idFlag("fgroup", "file group"),
 		&cli.StringFlag{Name: "data", Usage: "keyring (KEY_CHECK) or label (CRITICAL_DATA)"},
 		&cli.StringFlag{Name: "uid-map", Usage: "a uid_map `FILE` (/proc/PID/uid_map): " +

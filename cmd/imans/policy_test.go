@@ -97,3 +97,32 @@ func TestPolicyCheckTooLong(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyEvalFlagsAfterFile(t *testing.T) {
+	// Flags after the policy file count as before it, --euid defaulting
+	// to --uid included.
+	file := filepath.Join(t.TempDir(), "euid")
+	if err := os.WriteFile(file, []byte("measure func=FILE_CHECK euid=5\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{file, "--euid", "5"}, "measure:  yes"},
+		{[]string{file, "--uid", "5"}, "measure:  yes"},
+		{[]string{file, "--uid=5", "--euid", "0"}, "measure:  no"},
+		{[]string{"--uid", "5", file, "--euid", "4"}, "measure:  no"},
+		{[]string{file}, "measure:  no"},
+	}
+	for _, c := range cases {
+		out := logTestStdout(t, func() {
+			if got := run(append([]string{"imans", "policy", "eval"}, c.args...)); got != 0 {
+				t.Errorf("eval %v: exit %d", c.args, got)
+			}
+		})
+		if !strings.HasPrefix(out, c.want+" ") {
+			t.Errorf("eval %v: %q, want %q", c.args, out, c.want)
+		}
+	}
+}
