@@ -277,13 +277,25 @@ func evalAccess(c *cli.Context) (policy.Access, error) {
 	return a.InContainer(uidMap, gidMap), nil
 }
 
+// maxIDMapArg bounds the size of an id map file (the kernel takes at most
+// 340 lines).
+const maxIDMapArg = 64 << 10
+
 func readIDMap(file string) (policy.IDMap, error) {
 	if file == "" {
 		return nil, nil
 	}
-	data, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxIDMapArg+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxIDMapArg {
+		return nil, fmt.Errorf("%s: over %d bytes", file, maxIDMapArg)
 	}
 	return policy.ParseIDMap(string(data))
 }

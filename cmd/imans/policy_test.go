@@ -96,6 +96,11 @@ func TestPolicyCheckTooLong(t *testing.T) {
 			t.Errorf("policy check %s: exit %d, want 2", arg, got)
 		}
 	}
+	for _, flag := range []string{"--uid-map", "--gid-map"} {
+		if got := run([]string{"imans", "policy", "eval", flag, "/dev/zero"}); got != 2 {
+			t.Errorf("policy eval %s /dev/zero: exit %d, want 2", flag, got)
+		}
+	}
 }
 
 func TestPolicyEvalFlagsAfterFile(t *testing.T) {
