@@ -30,6 +30,7 @@ type batch struct {
 	sums    []byte // per entry, per bank: the bank's hash of the data
 	has     []bool // whether sums holds that hash
 	arena   []byte // the entries' Digest and Data
+	extra   int    // bytes of entries too large for the arena
 	err     error  // what ended the reading after these entries
 }
 
@@ -106,6 +107,7 @@ func (r *Replay) produce(rd *Reader, full, free chan *batch, stop chan struct{})
 			b.arena = b.arena[:start+n]
 			return b.arena[start : start+n : start+n]
 		}
+		b.extra += n
 		return make([]byte, n)
 	}
 	defer func() { rd.alloc = nil }()
@@ -122,7 +124,8 @@ func (r *Replay) produce(rd *Reader, full, free chan *batch, stop chan struct{})
 				arena:   make([]byte, 0, batchArena),
 			}
 		}
-		b.entries, b.errs, b.arena, b.err = b.entries[:0], b.errs[:0], b.arena[:0], nil
+		b.entries, b.errs, b.arena, b.extra, b.err = b.entries[:0], b.errs[:0], b.arena[:0],
+			0, nil
 
 		for len(b.entries) < batchEntries {
 			e, err := rd.Next()
@@ -146,7 +149,10 @@ func (r *Replay) produce(rd *Reader, full, free chan *batch, stop chan struct{})
 					b.has[i*nb+bi] = true
 				}
 			}
-			if cap(b.arena)-len(b.arena) < 512 {
+			// A batch ends when its arena is full, or when entries too
+			// large for it have taken as much again: batches stay small
+			// whatever size the entries have.
+			if cap(b.arena)-len(b.arena) < 512 || b.extra >= batchArena {
 				break
 			}
 		}

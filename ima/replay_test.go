@@ -253,3 +253,36 @@ func TestParsePCRFileTooLong(t *testing.T) {
 		t.Errorf("35000-byte value for sha1: %v, want an error naming PCR 11", err)
 	}
 }
+
+func TestReadAllBatchesOfBigEntries(t *testing.T) {
+	// Entries larger than a batch's arena are not gathered 512 to a
+	// batch: ReadAll's memory stays a few entries whatever the list
+	// holds, even when every entry is as large as the reader allows.
+	var list []byte
+	big := "/" + strings.Repeat("b", 2*batchArena)
+	for i := range 6 {
+		d := make([]byte, 32)
+		d[0] = byte(i)
+		e, err := NewNG(10, SHA256, d, big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = e.AppendBinary(list, binary.NativeEndian)
+	}
+
+	r := NewReplay(SHA1, SHA256)
+	full := make(chan *batch, 16)
+	go r.produce(NewBinaryReader(bytes.NewReader(list)), full, make(chan *batch),
+		make(chan struct{}))
+	n := 0
+	for b := range full {
+		if len(b.entries) > 1 {
+			t.Errorf("a batch holds %d entries of %d bytes", len(b.entries),
+				len(b.entries[0].Data))
+		}
+		n += len(b.entries)
+	}
+	if n != 6 {
+		t.Errorf("%d entries read, want 6", n)
+	}
+}
