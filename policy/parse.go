@@ -403,7 +403,7 @@ func (p *ruleParser) algos(val string) (string, string) {
 			known = known || n == a
 		}
 		if !known {
-			return fmt.Sprintf("unknown hash algorithm %q", a), errEINVAL
+			return fmt.Sprintf("unknown hash algorithm %q", ShortWord(a)), errEINVAL
 		}
 		if !p.prof.hasAlgo(a) {
 			return fmt.Sprintf("hash algorithm %q not available in kernel %s",

@@ -300,3 +300,25 @@ func TestRuleString(t *testing.T) {
 		t.Errorf("Text: %q", p.Rules[0].Text)
 	}
 }
+
+func TestErrorShortensLongWords(t *testing.T) {
+	// A word of 100,000 bytes is named by its start, not printed whole.
+	for _, text := range []string{
+		"measure func=" + strings.Repeat("A", 100000),
+		"measure " + strings.Repeat("x", 100000),
+		"appraise appraise_algos=" + strings.Repeat("s", 100000),
+	} {
+		_, err := Parse("# c\n" + text)
+		if err == nil {
+			t.Fatalf("%.30q accepted", text)
+		}
+		msg := err.Error()
+		if len(msg) > 300 || !strings.HasPrefix(msg, "line 2: ") || !strings.Contains(msg, "...") {
+			t.Errorf("%.30q: message of %d bytes: %.120q", text, len(msg), msg)
+		}
+		var list ErrorList
+		if errors.As(err, &list) && len(list[0].Word) < 100000 {
+			t.Errorf("%.30q: Word cut to %d bytes, want it whole", text, len(list[0].Word))
+		}
+	}
+}

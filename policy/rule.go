@@ -204,7 +204,16 @@ func (e *Error) Error() string {
 	if e.Word == "" {
 		return fmt.Sprintf("line %d: %s", e.Line, e.Reason)
 	}
-	return fmt.Sprintf("line %d: %q: %s", e.Line, e.Word, e.Reason)
+	return fmt.Sprintf("line %d: %q: %s", e.Line, ShortWord(e.Word), e.Reason)
+}
+
+// ShortWord returns a word of a rule cut to its first 64 bytes, followed
+// by "...", when it is longer: for messages.
+func ShortWord(w string) string {
+	if len(w) <= 64 {
+		return w
+	}
+	return w[:64] + "..."
 }
 
 // ErrorList is every rule error of a policy, in line order.

@@ -149,7 +149,7 @@ func policyCheck(c *cli.Context, args []string) error {
 			}
 			word := ""
 			if e.Word != "" {
-				word = fmt.Sprintf(" %q:", e.Word)
+				word = fmt.Sprintf(" %q:", policy.ShortWord(e.Word))
 			}
 			fmt.Fprintf(&b, "%s:%d:%s %s (%s)\n", file, e.Line, word, e.Reason, errno)
 		}
