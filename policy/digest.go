@@ -46,22 +46,22 @@ func NormalizeDigest(s string) (string, error) {
 	algo, hx = strings.ToLower(algo), strings.ToLower(hx)
 
 	if _, err := hex.DecodeString(hx); err != nil || hx == "" {
-		return "", fmt.Errorf("digest %q: not hexadecimal", s)
+		return "", fmt.Errorf("digest %q: not hexadecimal", ShortWord(s))
 	}
 	if algo == "" {
 		algo = algoForHexLen(len(hx))
 		if algo == "" {
 			return "", fmt.Errorf("digest %q: %d hex digits fit no known algorithm",
-				s, len(hx))
+				ShortWord(s), len(hx))
 		}
 	}
 	size, known := digestSizes[algo]
 	if !known {
-		return "", fmt.Errorf("digest %q: unknown algorithm %q", s, algo)
+		return "", fmt.Errorf("digest %q: unknown algorithm %q", ShortWord(s), ShortWord(algo))
 	}
 	if len(hx) != 2*size {
 		return "", fmt.Errorf("digest %q: %s needs %d hex digits, have %d",
-			s, algo, 2*size, len(hx))
+			ShortWord(s), algo, 2*size, len(hx))
 	}
 	return algo + ":" + hx, nil
 }

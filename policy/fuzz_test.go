@@ -13,7 +13,8 @@ import (
 // the digest_type=verity it needs).
 func FuzzParse(f *testing.F) {
 	f.Add(BuiltinText())
-	f.Add("measure func=BPRM_CHECK mask=^MAY_EXEC uid>1000 fsuuid=6a5e4c8b-2d9a-4a5e-9c71-0f2d6e7b8a90")
+	f.Add("measure func=BPRM_CHECK mask=^MAY_EXEC uid>1000 " +
+		"fsuuid=6a5e4c8b-2d9a-4a5e-9c71-0f2d6e7b8a90")
 	f.Add("appraise func=MODULE_CHECK appraise_type=imasig|modsig appraise_algos=sha256,sha1")
 	f.Add("measure func=KEY_CHECK keyrings=a|b pcr=11 template=ima-buf\n# c\n\taudit")
 	f.Add("appraise func=BPRM_CHECK digest_type=verity appraise_type=sigv3 permit_directio")

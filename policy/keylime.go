@@ -80,16 +80,16 @@ func normalizeDigests(in map[string][]string) (map[string][]string, error) {
 	out := make(map[string][]string, len(in))
 	for _, p := range paths {
 		if (p == "" || p[0] != '/') && p != BootAggregate {
-			return nil, fmt.Errorf("digests: path %q is not absolute", p)
+			return nil, fmt.Errorf("digests: path %q is not absolute", ShortWord(p))
 		}
 		if len(in[p]) == 0 {
-			return nil, fmt.Errorf("digests: path %q has no digest", p)
+			return nil, fmt.Errorf("digests: path %q has no digest", ShortWord(p))
 		}
 		list := make([]string, 0, len(in[p]))
 		for i, d := range in[p] {
 			n, err := NormalizeDigest(d)
 			if err != nil {
-				return nil, fmt.Errorf("digests: %q[%d]: %w", p, i, err)
+				return nil, fmt.Errorf("digests: %q[%d]: %w", ShortWord(p), i, err)
 			}
 			list = append(list, n)
 		}

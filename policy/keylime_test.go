@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"strconv"
 	"strings"
@@ -92,6 +93,24 @@ func TestExcludesStayAnchored(t *testing.T) {
 		if _, err := e.ExcludeMatcher(); err == nil ||
 			!strings.HasPrefix(err.Error(), "excludes[1]: ") {
 			t.Errorf("ExcludeMatcher with %q: %v", x, err)
+		}
+	}
+}
+
+func TestKeylimeErrorsShortenValues(t *testing.T) {
+	// A 1 MiB digest or path is named by its start in the error, which
+	// the hook logs and the report keeps.
+	long := strings.Repeat("a", 1<<20)
+	for _, data := range []string{
+		`{"meta":{"version":1},"digests":{"/a":["` + long + `"]}}`,
+		`{"meta":{"version":1},"digests":{"/a":["sha256:` + long + `"]}}`,
+		`{"meta":{"version":1},"digests":{"/a":["` + long + `:00"]}}`,
+		`{"meta":{"version":1},"digests":{"` + long + `":["00"]}}`,
+		`{"meta":{"version":1},"digests":{"/` + long + `":["zz"]}}`,
+	} {
+		_, err := ParseKeylime([]byte(data))
+		if err == nil || len(err.Error()) > 400 {
+			t.Errorf("error of %d bytes: %.100v", len(fmt.Sprint(err)), err)
 		}
 	}
 }

@@ -172,7 +172,8 @@ func TestParseAccepts(t *testing.T) {
 		"appraise func=FILE_CHECK appraise_type=imasig appraise_flag=anything",
 		"measure func=KEXEC_CMDLINE pcr=11",
 		"dont_hash fsmagic=0x9fa0",
-		"measure fsuuid=00000000-0000-0000-0000-000000000000 fsuuid=6a5e4c8b-2d9a-4a5e-9c71-0f2d6e7b8a90",
+		"measure fsuuid=00000000-0000-0000-0000-000000000000 " +
+			"fsuuid=6a5e4c8b-2d9a-4a5e-9c71-0f2d6e7b8a90",
 		"measure pcr=+8 pcr=-0",
 		"measure uid=+0",
 	}

@@ -207,8 +207,8 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("line %d: %q: %s", e.Line, ShortWord(e.Word), e.Reason)
 }
 
-// ShortWord returns a word of a rule cut to its first 64 bytes, followed
-// by "...", when it is longer: for messages.
+// ShortWord returns a word of a rule, or any value, cut to its first 64
+// bytes followed by "..." when it is longer: for naming it in a message.
 func ShortWord(w string) string {
 	if len(w) <= 64 {
 		return w

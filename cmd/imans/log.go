@@ -384,8 +384,8 @@ type logRun struct {
 }
 
 // logReplay reads the list and replays it with the given modes.
-func logReplay(c *cli.Context, args []string, banks []ima.Hash, want map[ima.Hash]map[uint32][]byte,
-	modes map[ima.Hash]ima.ExtendMode) (*logRun, error) {
+func logReplay(c *cli.Context, args []string, banks []ima.Hash,
+	want map[ima.Hash]map[uint32][]byte, modes map[ima.Hash]ima.ExtendMode) (*logRun, error) {
 	replay := ima.NewReplay(banks...)
 	for b, v := range want {
 		if err := replay.Expect(b, v); err != nil {
