@@ -55,7 +55,7 @@ func ParsePCRFile(r io.Reader) (PCRValues, error) {
 
 		// "sha256:" opens a bank of tpm2_pcrread output.
 		if val == "" {
-			h := Hash(strings.ToLower(key))
+			h := tpm2Bank(strings.ToLower(key))
 			if !h.Known() {
 				return nil, fmt.Errorf("PCR file line %d: bank %q: %w", n, key, ErrUnknownHash)
 			}
@@ -99,6 +99,18 @@ func ParsePCRFile(r io.Reader) (PCRValues, error) {
 		return nil, fmt.Errorf("PCR file holds no PCR value")
 	}
 	return out, nil
+}
+
+// tpm2Bank returns the kernel's name of a bank as tpm2-tools names it:
+// sm3_256 is sm3, sha3_256 is sha3-256; other names are the same.
+func tpm2Bank(name string) Hash {
+	switch name {
+	case "sm3_256":
+		return "sm3"
+	case "sha3_256", "sha3_384", "sha3_512":
+		return Hash(strings.Replace(name, "_", "-", 1))
+	}
+	return Hash(name)
 }
 
 // ForBank returns the values for bank b: those given under b, else the

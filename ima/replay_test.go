@@ -286,3 +286,19 @@ func TestReadAllBatchesOfBigEntries(t *testing.T) {
 		t.Errorf("%d entries read, want 6", n)
 	}
 }
+
+func TestParsePCRFileTPM2Names(t *testing.T) {
+	// tpm2_pcrread names the SM3 and SHA-3 banks its own way (sm3_256,
+	// sha3_256); they are the kernel's sm3 and sha3-256.
+	sm3 := strings.Repeat("5a", 32)
+	sha3 := strings.Repeat("3c", 32)
+	text := "  sha1:\n    10: 0x" + strings.Repeat("AB", 20) + "\n  sm3_256:\n    10: 0x" +
+		sm3 + "\n  sha3_256:\n    10: 0x" + sha3 + "\n"
+	v, err := ParsePCRFile(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hex.EncodeToString(v["sm3"][10]) != sm3 || hex.EncodeToString(v["sha3-256"][10]) != sha3 {
+		t.Errorf("banks read: %x", v)
+	}
+}

@@ -499,12 +499,22 @@ func logPCRArgs(args []string) (map[ima.Hash]map[uint32][]byte, error) {
 		}
 
 		if bank == "" {
+			// The banks of a tpm2_pcrread output that verify replays;
+			// a TPM may have others (sm3).
+			n := 0
 			for b, m := range v {
 				if b == "" {
 					return nil, fmt.Errorf("--pcrs %s: the file names no bank: "+
 						"give BANK,FILE", a)
 				}
-				out[b] = m
+				if slices.Contains(logBanks, b) {
+					out[b] = m
+					n++
+				}
+			}
+			if n == 0 {
+				return nil, fmt.Errorf("--pcrs %s: no bank of sha1, sha256, sha384, "+
+					"sha512 in the file", a)
 			}
 			continue
 		}

@@ -144,6 +144,25 @@ func TestLogFlagsAfterFile(t *testing.T) {
 	}
 	os.WriteFile(zero, z, 0o600)
 
+	// tpm2_pcrread prints every bank the TPM has, one of them SM3 here,
+	// which verify cannot replay: given the file alone, verify takes the
+	// banks it can.
+	withSM3 := filepath.Join(t.TempDir(), "with-sm3")
+	onlySM3 := filepath.Join(t.TempDir(), "only-sm3")
+	var y []byte
+	for _, b := range []string{"sha1", "sha256"} {
+		f, _ := os.Open(filepath.Join(logTestCaptured, "pcr-"+b+".txt"))
+		v, err := ima.ParsePCRFile(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		y = fmt.Appendf(y, "  %s:\n    10: 0x%X\n", b, v[""][10])
+	}
+	sm3 := fmt.Appendf(nil, "  sm3_256:\n    10: 0x%X\n", make([]byte, 32))
+	os.WriteFile(withSM3, append(y, sm3...), 0o600)
+	os.WriteFile(onlySM3, sm3, 0o600)
+
 	cases := []struct {
 		name string
 		args []string
@@ -167,6 +186,8 @@ func TestLogFlagsAfterFile(t *testing.T) {
 		{"--mode of an unknown bank", append(append([]string{"--mode", "sha3=hash"},
 			logTestPCRArgs(logTestCaptured)...), list), 2},
 		{"PCRs no entry was extended into", []string{list, "--pcrs", zero}, 1},
+		{"tpm2_pcrread output with an SM3 bank", []string{list, "--pcrs", withSM3}, 0},
+		{"tpm2_pcrread output with only an SM3 bank", []string{list, "--pcrs", onlySM3}, 2},
 		{"--pcrs of a bank verify does not replay", []string{"--pcrs",
 			"md5," + filepath.Join(logTestCaptured, "pcr-sha1.txt"), list}, 2},
 	}
