@@ -29,6 +29,9 @@ func policyCommand() *cli.Command {
 				Name:      "check",
 				Usage:     "check a policy as the kernel would take it (exit 1 with the errors)",
 				ArgsUsage: "FILE|-",
+				Description: "Exit status: 0 when the kernel would take every rule; 1 with\n" +
+					"each refused rule listed as FILE:LINE: \"WORD\": reason (ERRNO); 2 on\n" +
+					"bad usage or a file that cannot be read. Flags may also follow FILE.",
 				Flags: []cli.Flag{
 					kernelFlag,
 					&cli.StringFlag{Name: "namespace", Usage: "rules go into an IMA " +
@@ -167,7 +170,8 @@ func policyShow(c *cli.Context, args []string) error {
 	if len(args) != 0 {
 		return cli.Exit("imans policy show: no operand expected", 2)
 	}
-	if !c.Bool("canonical") {
+	// --kernel asks for a kernel's rendering: --canonical is implied.
+	if !c.Bool("canonical") && !c.IsSet("kernel") {
 		fmt.Print(policy.BuiltinText())
 		return nil
 	}

@@ -131,3 +131,18 @@ func TestPolicyEvalFlagsAfterFile(t *testing.T) {
 		}
 	}
 }
+
+func TestPolicyShowKernel(t *testing.T) {
+	// --kernel renders the policy as that kernel shows it, --canonical or
+	// not; without either, the text is printed as written.
+	text := logTestStdout(t, func() { run([]string{"imans", "policy", "show"}) })
+	canon := logTestStdout(t, func() {
+		run([]string{"imans", "policy", "show", "--kernel", "6.1"})
+	})
+	if !strings.HasPrefix(text, "# PROC_SUPER_MAGIC\ndont_measure fsmagic=0x9fa0\n") {
+		t.Errorf("show: %.60q", text)
+	}
+	if !strings.HasPrefix(canon, "dont_measure fsmagic=0x9fa0 \n") {
+		t.Errorf("show --kernel 6.1: %.60q", canon)
+	}
+}
