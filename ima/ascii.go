@@ -81,6 +81,14 @@ func (rd *Reader) nextASCII() (*Entry, int, error) {
 	}
 
 	e := &Error{Index: rd.index, Offset: rd.offset, Line: rd.line + 1, Err: first}
+	if rd.eof && !rd.cfg.follow && rd.r+end >= rd.w {
+		// The input ends inside the entry's last line: a list cut short,
+		// not an entry that reads wrong (the kernel ends every line).
+		e.Reason = fmt.Sprintf("list ends inside the entry, its last line has no newline "+
+			"(%v)", first)
+		e.Err = ErrTruncated
+		return nil, 0, e
+	}
 	if errors.Is(first, ErrTemplateHash) {
 		// Skip the first line only: reading goes on after a bad entry.
 		rd.line++

@@ -248,3 +248,30 @@ func TestLegacyNameWithNUL(t *testing.T) {
 			len(goodEntry)/2)
 	}
 }
+
+func TestASCIICutInLastLine(t *testing.T) {
+	// An ASCII list cut inside its last line (copied while the kernel
+	// wrote it) is a truncated list, as a binary one cut inside an entry
+	// is, not an entry whose template hash is wrong. A last line whole
+	// but for its newline is read.
+	good := "10 " + helloTemplateSHA1 + " ima-ng sha256:" + helloSHA256 + " /usr/bin/my_file\n"
+	for _, cut := range []int{1, 3, 10} {
+		list := good + good[:len(good)-cut]
+		rd := NewASCIIReader(strings.NewReader(list))
+		var err error
+		n := 0
+		for ; err == nil; n++ {
+			_, err = rd.Next()
+		}
+		var ie *Error
+		if cut == 1 {
+			if !errors.Is(err, io.EOF) || n != 3 {
+				t.Errorf("last newline cut: %v after %d entries", err, n-1)
+			}
+			continue
+		}
+		if !errors.Is(err, ErrTruncated) || !errors.As(err, &ie) || ie.Index != 1 || ie.Line != 2 {
+			t.Errorf("cut by %d: %v, want a truncated entry 1 at line 2", cut, err)
+		}
+	}
+}
