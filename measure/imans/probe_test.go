@@ -101,8 +101,9 @@ func TestEnterOnThisKernelStopsAtMount(t *testing.T) {
 		t.Errorf("message does not explain EPERM: %v", err)
 	}
 
-	// The helper really entered the namespace (the constructor's setns
-	// and unshare worked) and made its mounts private before failing.
+	// The helper really entered the namespace (nsenter's setns and
+	// unshare's new mount namespace, checked by the helper) and made its
+	// mounts private before failing.
 	want := []string{
 		"enter the container's user namespace and a new mount namespace => ok: " +
 			"uid_map 0 100000 65536",
@@ -200,8 +201,9 @@ func TestProbeCachedFile(t *testing.T) {
 }
 
 // BenchmarkEnterUntilMount is the cost of the activation helper on a
-// kernel without IMA namespaces: re-execution, setns and unshare in the
-// constructor, the request, the steps up to the refused mount, the answer.
+// kernel without IMA namespaces: nsenter(1), unshare(1), this binary
+// executed in the namespace, the request, the steps up to the refused
+// mount, the answer.
 // On a kernel with the series, the IMA steps come on top of it.
 func BenchmarkEnterUntilMount(b *testing.B) {
 	testenv.Root(b)
