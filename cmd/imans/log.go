@@ -39,8 +39,9 @@ func logCommand() *cli.Command {
 			"(default: from a _sha256-style file name suffix, else detected)"},
 	}
 	return &cli.Command{
-		Name:  "log",
-		Usage: "read, show and verify IMA measurement lists",
+		Name:   "log",
+		Usage:  "read, show and verify IMA measurement lists",
+		Action: unknownSubcommand(logExitUnreadable),
 		Subcommands: []*cli.Command{{
 			Name:      "show",
 			Usage:     "print the entries of a binary or ASCII measurement list",
@@ -71,6 +72,19 @@ func logCommand() *cli.Command {
 			OnUsageError: usageExit(logExitUnreadable),
 			Action:       withOperands(logExitUnreadable, logVerify),
 		}},
+	}
+}
+
+// unknownSubcommand is the action of a command with subcommands: help
+// when none is named, exit status code for a name it does not know
+// (urfave/cli would show "No help topic" and exit 3).
+func unknownSubcommand(code int) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if c.NArg() == 0 {
+			return cli.ShowSubcommandHelp(c)
+		}
+		return cli.Exit(fmt.Sprintf("%s: unknown command %q (see --help)", c.Command.HelpName,
+			c.Args().First()), code)
 	}
 }
 

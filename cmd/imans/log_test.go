@@ -209,6 +209,20 @@ func TestLogFlagsAfterFile(t *testing.T) {
 	if got := run([]string{"imans", "log", "show", "--nope", list}); got != 2 {
 		t.Errorf("show with an unknown flag: exit status %d, want 2", got)
 	}
+	if got := run([]string{"imans", "log", "verfiy", list}); got != 2 {
+		t.Errorf("an unknown subcommand: exit status %d, want 2", got)
+	}
+	if got := run([]string{"imans", "policy", "chekc", list}); got != 2 {
+		t.Errorf("an unknown policy subcommand: exit status %d, want 2", got)
+	}
+	out = logTestStdout(t, func() {
+		if got := run([]string{"imans", "log"}); got != 0 {
+			t.Errorf("imans log: exit status %d, want 0", got)
+		}
+	})
+	if !strings.Contains(out, "verify") {
+		t.Errorf("imans log prints %.80q, want its help", out)
+	}
 }
 
 // logTestStdout returns what fn prints on standard output.

@@ -22,8 +22,9 @@ func policyCommand() *cli.Command {
 			"(6.12 with the namespace's 1024-rule limit)",
 	}
 	return &cli.Command{
-		Name:  "policy",
-		Usage: "check, show and try out IMA policies",
+		Name:   "policy",
+		Usage:  "check, show and try out IMA policies",
+		Action: unknownSubcommand(2),
 		Subcommands: []*cli.Command{
 			{
 				Name:      "check",
