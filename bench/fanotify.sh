@@ -22,6 +22,7 @@ IMANS_BENCH_NOTPM=1 IMANS_BENCH_FAPOLICYD=$fapolicyd \
 	go test -count=1 -run '^$' -bench '^BenchmarkFanotifyWorkload$' \
 	-benchtime "${runs}x" -timeout 60m ./measure/ |
 	awk '/^BenchmarkFanotifyWorkload/ {
+		print
 		for (i = 3; i < NF; i++) v[$(i+1)] = $i
 		printf "plain workload:               %6.2f s (median of '"$runs"')\n", v["s/plain"]
 		printf "collector with swtpm:         %6.2f s  ratio %.2f\n", v["s/collector"], v["collector/plain"]

@@ -168,12 +168,15 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 		return st, fmt.Errorf("fanotify collector: %w", err)
 	}
 
-	tpmDone := c.attachTPM(ctx)
+	tpmCtx, stopTPM := context.WithCancel(ctx)
+	defer stopTPM()
+	tpmDone := c.attachTPM(tpmCtx)
 	ready()
 
 	loopErr := c.loop(ctx)
 
 	c.closeFanotify()
+	stopTPM()
 	closeTPM := <-tpmDone
 	closeErr := log.Close(c.cfg.closeTimeout)
 	if closeTPM != nil {

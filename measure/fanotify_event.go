@@ -49,6 +49,7 @@ func (c *fanotifyCollector) measureEvent(fd int, mask uint64, tid int) {
 		return
 	}
 	if stx.Mode&unix.S_IFMT != unix.S_IFREG {
+		c.ignoreInode(fd)
 		return
 	}
 	key := fileKey{dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), ino: stx.Ino}
@@ -91,6 +92,15 @@ func (c *fanotifyCollector) measureEvent(fd int, mask uint64, tid int) {
 			c.measure(ev, d)
 		}
 	}
+}
+
+// ignoreInode stops the events of a file that is not a regular file
+// (/dev/null, a FIFO): the kernel measures regular files only, so none of
+// its accesses can give an entry or a violation, whatever changes. The
+// ignore mask survives modification. A failure only costs events.
+func (c *fanotifyCollector) ignoreInode(fd int) {
+	unix.FanotifyMark(c.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|
+		unix.FAN_MARK_IGNORED_SURV_MODIFY, fanotifyMask, fd, "")
 }
 
 // fileEvent is the file of the event being handled.

@@ -164,6 +164,9 @@ func (c *fanotifyCollector) markMounts() error {
 		return err
 	}
 	rootfs := c.spec.Rootfs
+	if rootfs != "" && !filepath.IsAbs(rootfs) && c.spec.Bundle != "" {
+		rootfs = filepath.Join(c.spec.Bundle, rootfs) // config.json's root.path
+	}
 	if rootfs != "" {
 		rootfs = filepath.Clean(rootfs)
 		if real, err := filepath.EvalSymlinks(rootfs); err == nil {

@@ -19,6 +19,14 @@ import (
 // MeasurementPCR is the PCR the container's entries extend.
 const MeasurementPCR = 10
 
+// While entries keep coming, extends wait until the list has been quiet
+// for extendQuiet, or its oldest entry not extended has waited
+// extendMaxLag.
+const (
+	extendQuiet  = 50 * time.Millisecond
+	extendMaxLag = 5 * time.Second
+)
+
 // extenderNice is the nice value of the thread that syncs the lists and
 // extends the TPM.
 const extenderNice = 10
@@ -44,6 +52,8 @@ type Extender interface {
 // is on disk, so the PCR never runs ahead of the durable list. Entries
 // appended before a TPM is attached wait in the binary list itself (no
 // queue in memory) and are extended, in order, once AttachTPM is called.
+// While entries keep coming, extends wait for a quiet moment (at most
+// 5 s), so the PCR may lag the list until then; Close extends the rest.
 //
 // A Log is safe for use by several goroutines.
 type Log struct {
@@ -62,6 +72,10 @@ type Log struct {
 	failed     error // the first write error; later appends fail with it
 	tpm        Extender
 	closing    bool
+
+	// lastAppend is the time of the last entry, firstPending that of the
+	// oldest entry not extended yet (zero when none is).
+	lastAppend, firstPending time.Time
 
 	wake chan struct{}
 	done chan struct{}
@@ -134,6 +148,10 @@ func (l *Log) Append(e *ima.Entry) error {
 
 	l.written += int64(len(l.buf))
 	l.entries++
+	l.lastAppend = time.Now()
+	if l.firstPending.IsZero() {
+		l.firstPending = l.lastAppend
+	}
 	if e.IsViolation() {
 		l.violations++
 	}
@@ -290,6 +308,7 @@ func (l *Log) extender() {
 	lastSync := time.Time{}
 	for {
 		<-l.wake
+		l.waitQuiet()
 
 		l.mu.Lock()
 		written, t, closing := l.written, l.tpm, l.closing
@@ -321,10 +340,35 @@ func (l *Log) extender() {
 		if t != nil && !l.tpmFailed {
 			l.extendUpTo(t, banks, synced)
 		}
+		l.mu.Lock()
+		if l.extended == l.entries {
+			l.firstPending = time.Time{}
+		}
+		l.mu.Unlock()
 
 		if closing {
 			return
 		}
+	}
+}
+
+// waitQuiet holds the extends back while entries keep coming, until
+// the list has been quiet for extendQuiet or the oldest entry not
+// extended has waited extendMaxLag: extends cost the TPM's process CPU
+// time that the container, waiting on the collector's answers, needs
+// more. Nothing reads the PCR before Close, which extends everything.
+func (l *Log) waitQuiet() {
+	for {
+		l.mu.Lock()
+		idle := time.Since(l.lastAppend)
+		lag := time.Since(l.firstPending)
+		hold := l.tpm != nil && !l.closing && !l.firstPending.IsZero()
+		l.mu.Unlock()
+
+		if !hold || idle >= extendQuiet || lag >= extendMaxLag {
+			return
+		}
+		time.Sleep(min(extendQuiet-idle, extendMaxLag-lag))
 	}
 }
 
