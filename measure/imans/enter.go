@@ -131,8 +131,8 @@ func Enter(ctx context.Context, pid int, opts EnterOptions) (*Namespace, error) 
 		return ns, nil
 	}
 
-	// nsenter or unshare failed before the helper ran: their last line
-	// names the step and the errno.
+	// nsenter failed before the helper ran: its last line names the step
+	// and the errno.
 	if nerr := nsenter.ParseError(stderr.String()); nerr != nil && werr != nil {
 		StepLog(opts.StepLog).log(stepEnter, nerr, "")
 		return nil, stepErr(stepEnter, nerr)
@@ -181,7 +181,7 @@ func startHelper(ctx context.Context, tools nsenter.Tools, userns, conn *os.File
 
 	stderr := &bytes.Buffer{}
 	cmd := tools.Command(ctx, helperUserNSFD, helperExeFD)
-	// LC_ALL=C: nsenter and unshare report errors in words ParseError reads.
+	// LC_ALL=C: nsenter reports errors in words ParseError reads.
 	cmd.Env = []string{helperEnv + "=" + helperActivate, "LC_ALL=C"}
 	cmd.Stdin = bytes.NewReader(req)
 	cmd.Stderr = stderr

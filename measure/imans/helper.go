@@ -29,7 +29,7 @@ const (
 const (
 	helperUserNSFD  = 3 // /proc/PID/ns/user, entered by nsenter(1)
 	helperConnFD    = 4 // SOCK_SEQPACKET to the parent
-	helperExeFD     = 5 // this binary, executed by unshare(1)
+	helperExeFD     = 5 // this binary, executed by nsenter(1)
 	helperVTPMFD    = 6 // optional /dev/vtpmx client descriptor
 	helperMaxStderr = 8192
 )
@@ -84,9 +84,9 @@ var sentinels = map[string]error{
 	"not_committed":  ErrNotCommitted,
 }
 
-// activateChild runs in the container's user namespace, as its uid 0, and
-// in a private mount namespace of its own: nsenter(1) and unshare(1) put
-// it there (see Enter).
+// activateChild runs in the container's user namespace, as its uid 0
+// (nsenter(1) put it there, see Enter); it makes a mount namespace of its
+// own on its thread first.
 func activateChild() int {
 	send := func(m message, fds ...int) error {
 		b, _ := json.Marshal(m)
@@ -105,7 +105,8 @@ func activateChild() int {
 	return 0
 }
 
-// stepEnter is the way in: nsenter(1), unshare(1) and the helper's check.
+// stepEnter is the way in: nsenter(1), the helper's new mount namespace
+// and its check.
 const stepEnter = "enter the container's user namespace and a new mount namespace"
 
 func activateHere(log StepLog) (message, []int) {
@@ -118,7 +119,12 @@ func activateHere(log StepLog) (message, []int) {
 		return failure(fmt.Errorf("reading the activation request: %w", err)), nil
 	}
 
-	err = nsenter.Check(helperUserNSFD, req.ParentMountNS)
+	// From here on, this goroutine stays on the one thread that is in the
+	// new mount namespace: mounts and path lookups happen there.
+	err = nsenter.EnterMountNS()
+	if err == nil {
+		err = nsenter.Check(helperUserNSFD, req.ParentMountNS)
+	}
 	log.log(stepEnter, err, ": uid_map %s", uidMap())
 	if err != nil {
 		return failure(stepErr(stepEnter, err)), nil
@@ -160,7 +166,7 @@ func activateHere(log StepLog) (message, []int) {
 	// Opened before the policy is in place: nothing the helper opens
 	// afterwards may add an entry to the container's list.
 	const stepHold = "open the helper's mount namespace (keeps the mount)"
-	mntns, err := unix.Open("/proc/self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	mntns, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	log.log(stepHold, err, "")
 	if err != nil {
 		return failure(stepErr(stepHold, err)), nil

@@ -1,16 +1,17 @@
-// Package nsenter starts a program inside an existing user namespace and a
-// new private mount namespace of its own, through the nsenter(1) and
-// unshare(1) programs of util-linux (or their busybox equivalents).
+// Package nsenter takes a freshly executed program into an existing user
+// namespace, through the nsenter(1) program of util-linux (or busybox's),
+// and gives it a new mount namespace of its own once it runs.
 //
 // The kernel refuses setns(CLONE_NEWUSER) to a multithreaded process, and a
 // Go program has several threads before its first init function runs; the
 // SysProcAttr of package syscall can create namespaces for a child but not
 // join existing ones. nsenter(1) is a single-threaded C program that does
 // the setns, switches to the namespace's uid and gid 0 (its default when
-// entering a user namespace) and executes unshare(1), which creates the
-// mount namespace, owned by the user namespace just entered, makes its
-// mounts private and executes the program. Each step keeps the descriptors
-// it inherited, so the program receives the caller's ExtraFiles.
+// entering a user namespace; with them the program keeps its capabilities
+// there across execve) and executes the program, keeping the descriptors
+// it inherited. The program then calls EnterMountNS: unshare(CLONE_NEWNS)
+// is allowed to one thread of a multithreaded process, and the new mount
+// namespace belongs to the user namespace just entered.
 //
 // Both the user namespace and the program are passed as inherited
 // descriptors (/proc/self/fd/N): no pid-to-path race, and the program, run
@@ -25,32 +26,25 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 )
 
-// systemDirs are searched for nsenter and unshare before PATH, so that a
-// hook run as root with an odd PATH still gets the system's programs.
+// systemDirs are searched for nsenter before PATH, so that a hook run as
+// root with an odd PATH still gets the system's program.
 var systemDirs = []string{"/usr/bin", "/bin", "/usr/sbin", "/sbin"}
 
-// Tools are the absolute paths of nsenter(1) and unshare(1).
+// Tools is the absolute path of nsenter(1).
 type Tools struct {
 	Nsenter string
-	Unshare string
 }
 
-// Lookup finds nsenter and unshare, first in the system directories, then
-// in PATH. The error names the missing program and its Debian package.
+// Lookup finds nsenter, first in the system directories, then in PATH.
+// The error names the missing program and its Debian package.
 func Lookup() (Tools, error) {
-	var t Tools
-	var err error
-	if t.Nsenter, err = lookPath("nsenter"); err != nil {
-		return t, err
-	}
-	if t.Unshare, err = lookPath("unshare"); err != nil {
-		return t, err
-	}
-	return t, nil
+	p, err := lookPath("nsenter")
+	return Tools{Nsenter: p}, err
 }
 
 func lookPath(name string) (string, error) {
@@ -71,15 +65,14 @@ func lookPath(name string) (string, error) {
 
 // Command returns a command that runs the program open at descriptor
 // exeFD with args, in the user namespace open at descriptor usernsFD, as
-// that namespace's uid and gid 0, in a new mount namespace with private
-// propagation. Both numbers are as the child sees them: the caller puts
-// the files in cmd.ExtraFiles (descriptor 3 is ExtraFiles[0]). The
-// program's argv[0] is /proc/self/fd/EXEFD.
+// that namespace's uid and gid 0. Both numbers are as the child sees
+// them: the caller puts the files in cmd.ExtraFiles (descriptor 3 is
+// ExtraFiles[0]). The program's argv[0] is /proc/self/fd/EXEFD. nsenter
+// does not fork (no --pid), so the program is the process started.
 func (t Tools) Command(ctx context.Context, usernsFD, exeFD int,
 	args ...string) *exec.Cmd {
 	argv := []string{
 		fmt.Sprintf("--user=/proc/self/fd/%d", usernsFD), "--",
-		t.Unshare, "--mount", "--propagation", "private", "--",
 		fmt.Sprintf("/proc/self/fd/%d", exeFD),
 	}
 	return exec.CommandContext(ctx, t.Nsenter, append(argv, args...)...)
@@ -90,13 +83,11 @@ const (
 	StepOpen    = "open the user namespace descriptor"
 	StepSetns   = "setns(CLONE_NEWUSER)"
 	StepIDs     = "switch to the namespace's uid and gid 0"
-	StepExecUn  = "execute unshare(1)"
-	StepUnshare = "unshare(CLONE_NEWNS)"
-	StepPrivate = "make the new mount namespace private"
 	StepExec    = "execute the helper"
+	StepUnshare = "unshare(CLONE_NEWNS)"
 )
 
-// Error is a failed step on the way in, as nsenter or unshare reported it.
+// Error is a failed step on the way in: nsenter's, or EnterMountNS's.
 type Error struct {
 	Step  string
 	Errno syscall.Errno
@@ -122,32 +113,30 @@ func (e *Error) Unwrap() error {
 	return e.Errno
 }
 
-// ParseError reads the last line nsenter or unshare wrote to stderr
-// before failing ("nsenter: reassociate to namespace 'ns/user' failed:
-// Operation not permitted", or busybox's wording) and returns the step and
-// errno it names. It returns nil when no line of stderr is theirs. Both
-// programs print strerror in the C locale, which the caller sets.
+// ParseError reads the last line nsenter wrote to stderr before failing
+// ("nsenter: reassociate to namespace 'ns/user' failed: Operation not
+// permitted", or busybox's wording) and returns the step and errno it
+// names. It returns nil when no line of stderr is nsenter's. nsenter
+// prints strerror in the C locale, which the caller sets.
 func ParseError(stderr string) *Error {
-	var tool, msg string
+	msg, found := "", false
 	for _, line := range strings.Split(stderr, "\n") {
-		for _, prefix := range []string{"nsenter: ", "unshare: "} {
-			if rest, ok := strings.CutPrefix(line, prefix); ok {
-				tool, msg = prefix[:len(prefix)-2], rest
-			}
+		if rest, ok := strings.CutPrefix(line, "nsenter: "); ok {
+			msg, found = rest, true
 		}
 	}
-	if tool == "" {
+	if !found {
 		return nil
 	}
 
-	e := &Error{Step: step(tool, msg), Text: tool + ": " + msg}
+	e := &Error{Step: step(msg), Text: "nsenter: " + msg}
 	if i := strings.LastIndex(msg, ": "); i >= 0 {
 		e.Errno = errnoFromText(msg[i+2:])
 	}
 	return e
 }
 
-func step(tool, msg string) string {
+func step(msg string) string {
 	has := func(words ...string) bool {
 		for _, w := range words {
 			if strings.Contains(msg, w) {
@@ -157,22 +146,16 @@ func step(tool, msg string) string {
 		return false
 	}
 	switch {
-	case tool == "nsenter" && has("reassociate"):
+	case has("reassociate"):
 		return StepSetns
-	case tool == "nsenter" && has("setgroups", "setgid", "setuid"):
+	case has("setgroups", "setgid", "setuid"):
 		return StepIDs
-	case tool == "nsenter" && has("execute"):
-		return StepExecUn
-	case tool == "nsenter" && has("open"):
-		return StepOpen
-	case tool == "unshare" && has("execute"):
+	case has("execute"):
 		return StepExec
-	case tool == "unshare" && has("propagation", "mount"):
-		return StepPrivate
-	case tool == "unshare" && has("unshare"):
-		return StepUnshare
+	case has("open"):
+		return StepOpen
 	}
-	return tool + "(1)"
+	return "nsenter(1)"
 }
 
 // errnoFromText maps a C-locale strerror text back to its errno; Go's
@@ -207,13 +190,31 @@ func hint(step string, errno syscall.Errno) string {
 	return ""
 }
 
+// EnterMountNS moves the calling goroutine's thread into a new mount
+// namespace, owned by the process's user namespace, and locks the
+// goroutine to that thread for good: the other threads stay in the old
+// mount namespace, so whatever depends on the new one (mounts, path
+// lookups outside descriptors opened in it) must run on this goroutine.
+// Its namespace is /proc/thread-self/ns/mnt. The runtime starts no thread
+// from a locked one, so none inherits it; the thread ends with the
+// goroutine or the process.
+func EnterMountNS() error {
+	runtime.LockOSThread()
+	if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
+		errno, _ := err.(syscall.Errno)
+		return &Error{Step: StepUnshare, Errno: errno, Text: err.Error()}
+	}
+	return nil
+}
+
 // ErrNotEntered is returned by Check when the process is not where
-// Command puts it.
+// Command and EnterMountNS put it.
 var ErrNotEntered = errors.New("not in the container's namespaces")
 
-// Check verifies, in the program started by Command, that it runs in the
-// user namespace open at descriptor usernsFD and in a mount namespace other
-// than the one identified by parentMount (see MountNS).
+// Check verifies, after EnterMountNS and on its goroutine, that the
+// process runs in the user namespace open at descriptor usernsFD and the
+// thread in a mount namespace other than the one identified by
+// parentMount (see MountNS).
 func Check(usernsFD int, parentMount string) error {
 	var want, got syscall.Stat_t
 	if err := syscall.Fstat(usernsFD, &want); err != nil {
@@ -226,7 +227,7 @@ func Check(usernsFD int, parentMount string) error {
 	if want.Dev != got.Dev || want.Ino != got.Ino {
 		return fmt.Errorf("%w: another user namespace", ErrNotEntered)
 	}
-	mnt, err := MountNS()
+	mnt, err := mountNS("/proc/thread-self/ns/mnt")
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotEntered, err)
 	}
@@ -238,8 +239,12 @@ func Check(usernsFD int, parentMount string) error {
 
 // MountNS identifies this process's mount namespace ("dev:ino").
 func MountNS() (string, error) {
+	return mountNS("/proc/self/ns/mnt")
+}
+
+func mountNS(path string) (string, error) {
 	var st syscall.Stat_t
-	if err := syscall.Stat("/proc/self/ns/mnt", &st); err != nil {
+	if err := syscall.Stat(path, &st); err != nil {
 		return "", fmt.Errorf("our mount namespace: %w", err)
 	}
 	return fmt.Sprintf("%d:%d", st.Dev, st.Ino), nil
