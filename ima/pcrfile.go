@@ -72,6 +72,11 @@ func ParsePCRFile(r io.Reader) (PCRValues, error) {
 		if err != nil {
 			return nil, fmt.Errorf("PCR file line %d: PCR index %q not a number", n, key)
 		}
+		if pcr > MaxPCR {
+			// No list extends it: a typo would go unseen.
+			return nil, fmt.Errorf("PCR file line %d: PCR index %d, at most %d", n, pcr,
+				MaxPCR)
+		}
 		hexval := strings.ReplaceAll(val, " ", "")
 		hexval = strings.TrimPrefix(strings.TrimPrefix(hexval, "0x"), "0X")
 		v, err := hex.DecodeString(hexval)

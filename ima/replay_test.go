@@ -153,6 +153,7 @@ func TestParsePCRFile(t *testing.T) {
 	}
 
 	for _, bad := range []string{"", "PCR-10 abc\n", "PCR-1x: ab\n", "PCR-10: zz\n",
+		"PCR-99: ab\n", "sha1:\n 4294967295: 0x" + s1 + "\n",
 		"md6:\n 10: 0xab\n", "sha1:\n 10: 0xabcd\n", "PCR-10: ab\nPCR-10: ab\n"} {
 		if _, err := ParsePCRFile(strings.NewReader(bad)); err == nil {
 			t.Errorf("%q accepted", bad)
