@@ -145,8 +145,9 @@ func toolSets(t *testing.T) map[string]Tools {
 	} else {
 		sets["util-linux"] = tools
 	}
-	bb := testenv.Command(t, "busybox")
-	if bb == "" {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		sets["busybox"] = Tools{} // reported missing by the subtest
 		return sets
 	}
 	link := filepath.Join(t.TempDir(), "nsenter")
@@ -155,6 +156,13 @@ func toolSets(t *testing.T) map[string]Tools {
 	}
 	sets["busybox"] = Tools{Nsenter: link}
 	return sets
+}
+
+func requireTools(t *testing.T, tools Tools) {
+	t.Helper()
+	if tools.Nsenter == "" {
+		testenv.Missing(t, "busybox not found on PATH (Debian package busybox-static)")
+	}
 }
 
 // run starts /bin/sh through Command with the user namespace and the
@@ -192,6 +200,7 @@ func TestCommandEntersUserNamespace(t *testing.T) {
 
 	for name, tools := range toolSets(t) {
 		t.Run(name, func(t *testing.T) {
+			requireTools(t, tools)
 			out, errOut, err := run(t, tools, userns, script)
 			if err != nil {
 				t.Fatalf("%v: %s", err, errOut)
@@ -225,6 +234,7 @@ func TestCommandFailures(t *testing.T) {
 
 	for name, tools := range toolSets(t) {
 		t.Run(name, func(t *testing.T) {
+			requireTools(t, tools)
 			for _, tc := range []struct {
 				what   string
 				userns *os.File
@@ -243,4 +253,24 @@ func TestCommandFailures(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ParseError reads any stderr without panicking; what it returns names a
+// step and keeps nsenter's line.
+func FuzzParseError(f *testing.F) {
+	f.Add("nsenter: reassociate to namespace 'ns/user' failed: Operation not permitted\n")
+	f.Add("nsenter: setgid: Invalid argument")
+	f.Add("x\nnsenter: : \n")
+	f.Fuzz(func(t *testing.T, stderr string) {
+		e := ParseError(stderr)
+		if e == nil {
+			if strings.Contains("\n"+stderr, "\nnsenter: ") {
+				t.Fatalf("no error from %q", stderr)
+			}
+			return
+		}
+		if e.Step == "" || !strings.HasPrefix(e.Text, "nsenter: ") || e.Error() == "" {
+			t.Fatalf("ParseError(%q) = %+v", stderr, e)
+		}
+	})
 }
