@@ -24,7 +24,8 @@ import (
 // process in its own user namespace and prints every kernel-facing step
 // with its result, then the namespace's list as it grows. The collector
 // itself re-executes imans as its helper through the environment, not
-// through this command.
+// through this command; either way the helper is started by nsenter(1)
+// (util-linux), so this command works from a static, CGO_ENABLED=0 build.
 func imaNamespaceCommand() *cli.Command {
 	return &cli.Command{
 		Name:   "ima-namespace",
