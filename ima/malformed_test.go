@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -273,5 +274,20 @@ func TestASCIICutInLastLine(t *testing.T) {
 		if !errors.Is(err, ErrTruncated) || !errors.As(err, &ie) || ie.Index != 1 || ie.Line != 2 {
 			t.Errorf("cut by %d: %v, want a truncated entry 1 at line 2", cut, err)
 		}
+	}
+}
+
+func TestASCIIBankOfOtherSize(t *testing.T) {
+	// An ASCII list read as another bank's (Bank, or imans log --bank)
+	// says the sizes differ, instead of a template hash mismatch per line.
+	list, err := os.ReadFile("testdata/kernel/6.12-ima-ng/ascii_runtime_measurements_sha256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = NewASCIIReader(bytes.NewReader(list), Bank(SHA1)).Next()
+	var ie *Error
+	if !errors.As(err, &ie) || ie.Line != 1 || !errors.Is(err, ErrMalformed) ||
+		!strings.Contains(err.Error(), "template hash of 32 bytes, a sha1 list has 20") {
+		t.Errorf("error %v, want a malformed entry at line 1 naming both sizes", err)
 	}
 }

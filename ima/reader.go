@@ -514,6 +514,10 @@ func checkEntry(e *Entry, bank Hash) error {
 	if err := checkFields(e); err != nil {
 		return err
 	}
+	if bank != "" && len(e.Digest) != bank.Size() {
+		return fmt.Errorf("template hash of %d bytes, a %s list has %d: %w",
+			len(e.Digest), bank, bank.Size(), ErrMalformed)
+	}
 	if e.IsViolation() {
 		return nil
 	}
