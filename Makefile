@@ -6,13 +6,16 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 FUZZTIME ?= 3s
 BIN := bin/imans
+# A static binary: imans starts on every container's create and stop, and
+# the C resolver that cgo would link into net costs start-up time.
+export CGO_ENABLED := 0
 
 .PHONY: all build test unit integration fuzz fuzz-long bench demo deps vet clean install
 
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/imans
+	$(GO) build -tags urfave_cli_no_docs -o $(BIN) ./cmd/imans
 
 deps:
 	@missing=$$(for p in $$(cat .ci/packages); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

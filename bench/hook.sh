@@ -5,6 +5,7 @@
 # alternately, N times each; the ratio of the medians is printed.
 # Usage: bench/hook.sh [N]   (root; builds bin/imans if missing)
 set -eu
+export CGO_ENABLED=0  # the static binary, as make build makes it
 
 n=${1:-40}
 top=$(cd "$(dirname "$0")/.." && pwd)

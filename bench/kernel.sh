@@ -9,6 +9,7 @@
 #
 #   bench/kernel.sh [N]     (default 30)
 set -eu
+export CGO_ENABLED=0  # the static binary, as make build makes it
 cd "$(dirname "$0")/.."
 n=${1:-30}
 

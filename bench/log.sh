@@ -5,6 +5,7 @@
 # shorter list shows whether the peak memory of imans grows with the list.
 # Each tool runs 3 times, alternating; the best wall time of each counts.
 set -eu
+export CGO_ENABLED=0  # the static binary, as make build makes it
 n=${1:-1000000}
 cd "$(dirname "$0")/.."
 command -v evmctl >/dev/null ||

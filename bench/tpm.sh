@@ -6,6 +6,7 @@
 # reading a PCR. Prints each figure and its ratio to the baseline.
 # Usage: bench/tpm.sh [BENCHTIME]   (default 3s; needs swtpm)
 set -eu
+export CGO_ENABLED=0  # the static binary, as make build makes it
 
 benchtime=${1:-3s}
 top=$(cd "$(dirname "$0")/.." && pwd)
