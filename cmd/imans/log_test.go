@@ -209,6 +209,14 @@ func TestLogFlagsAfterFile(t *testing.T) {
 	if got := run([]string{"imans", "log", "show", "--nope", list}); got != 2 {
 		t.Errorf("show with an unknown flag: exit status %d, want 2", got)
 	}
+	out = logTestStdout(t, func() {
+		if got := run([]string{"imans", "log", "verify", list, "--pcrs", zero}); got != 1 {
+			t.Errorf("verify against PCRs of no entry: exit status %d, want 1", got)
+		}
+	})
+	if strings.Contains(out, "match: ") && !strings.Contains(out, "mismatch: ") {
+		t.Errorf("verify against PCRs of no entry prints %q", out)
+	}
 	if got := run([]string{"imans", "log", "verfiy", list}); got != 2 {
 		t.Errorf("an unknown subcommand: exit status %d, want 2", got)
 	}
