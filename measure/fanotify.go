@@ -77,6 +77,9 @@ type fanotifyCollector struct {
 	cache *onceCache
 	fs    map[uint64]fsInfo // by device number
 	tids  map[int]time.Time // container threads, until when they count
+	// lastExec is the last execution's open, whose FAN_OPEN_PERM twin
+	// follows it.
+	lastExec execOpen
 
 	mu         sync.Mutex
 	incomplete []string

@@ -55,6 +55,16 @@ func (c *fanotifyCollector) measureEvent(fd int, mask uint64, tid int) {
 	key := fileKey{dev: unix.Mkdev(stx.Dev_major, stx.Dev_minor), ino: stx.Ino}
 	ver := fileVersion{mtime: stamp(stx.Mtime), ctime: stamp(stx.Ctime), size: stx.Size}
 
+	// The kernel sends an execution's open twice: FAN_OPEN_EXEC_PERM,
+	// then FAN_OPEN_PERM for the same open of the same thread. The second
+	// is no read of the file and asks the policy nothing.
+	if mask&unix.FAN_OPEN_EXEC_PERM != 0 {
+		c.lastExec = execOpen{tid: tid, key: key}
+	} else if c.lastExec.tid == tid && c.lastExec.key == key {
+		c.lastExec = execOpen{}
+		return
+	}
+
 	a := policy.Access{
 		FOwner: mapID(c.cont.uidMap, stx.Uid),
 		FGroup: mapID(c.cont.gidMap, stx.Gid),
@@ -101,6 +111,12 @@ func (c *fanotifyCollector) measureEvent(fd int, mask uint64, tid int) {
 func (c *fanotifyCollector) ignoreInode(fd int) {
 	unix.FanotifyMark(c.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK|
 		unix.FAN_MARK_IGNORED_SURV_MODIFY, fanotifyMask, fd, "")
+}
+
+// execOpen is the last execution seen: its thread and file.
+type execOpen struct {
+	tid int
+	key fileKey
 }
 
 // fileEvent is the file of the event being handled.

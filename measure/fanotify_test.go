@@ -158,6 +158,15 @@ func TestFanotifyNotCoveredByPolicy(t *testing.T) {
 	bb, _ := os.ReadFile(filepath.Join(rootfs, "bin/busybox"))
 	checkEntries(t, summarize(t, readList(t, dir)),
 		[]listEntry{{"/bin/busybox", hexSHA256(string(bb))}})
+
+	// A policy that measures reads only gives no entry for an
+	// execution (the kernel's second event of an exec open is no read).
+	c = startContainer(t, rootfs, "cat /data/a.txt")
+	dir = t.TempDir()
+	collect(t, Spec{ID: "t6b", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs,
+		Policy: "measure func=FILE_CHECK mask=MAY_READ\n"}, func() { c.run(t) })
+	checkEntries(t, summarize(t, readList(t, dir)),
+		[]listEntry{{"/data/a.txt", hexSHA256("data\n")}})
 }
 
 func TestFanotifyBindMountNames(t *testing.T) {
