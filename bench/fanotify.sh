@@ -10,6 +10,7 @@
 #
 #   bench/fanotify.sh [RUNS]     RUNS of each variant, alternating (5)
 set -eu
+export CGO_ENABLED=0  # the static binary, as make build makes it
 cd "$(dirname "$0")/.."
 runs=${1:-5}
 
