@@ -131,6 +131,12 @@ func startContainer(t testing.TB, rootfs, workload string, env ...string) *testC
 // run lets the container's workload start and waits for it to end.
 func (c *testContainer) run(t testing.TB) {
 	t.Helper()
+	c.runFor(t, 60*time.Second)
+}
+
+// runFor is run with a time limit other than a minute.
+func (c *testContainer) runFor(t testing.TB, limit time.Duration) {
+	t.Helper()
 	if _, err := io.WriteString(c.stdin, "go\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -140,8 +146,8 @@ func (c *testContainer) run(t testing.TB) {
 		if err != nil {
 			t.Fatalf("container workload: %v", err)
 		}
-	case <-time.After(60 * time.Second):
-		t.Fatal("container workload did not end within 60s")
+	case <-time.After(limit):
+		t.Fatalf("container workload did not end within %s", limit)
 	}
 }
 
