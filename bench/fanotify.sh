@@ -22,12 +22,16 @@ fi
 IMANS_BENCH_NOTPM=1 IMANS_BENCH_FAPOLICYD=$fapolicyd \
 	go test -count=1 -run '^$' -bench '^BenchmarkFanotifyWorkload$' \
 	-benchtime "${runs}x" -timeout 60m ./measure/ |
-	awk '/^BenchmarkFanotifyWorkload/ {
+	awk -v runs="$runs" '
+	function line(name, t, r) {
+		printf "%-30s %6.2f s  ratio %.2f\n", name, v["s/" t], v[r]
+	}
+	/^BenchmarkFanotifyWorkload/ {
 		print
 		for (i = 3; i < NF; i++) v[$(i+1)] = $i
-		printf "plain workload:               %6.2f s (median of '"$runs"')\n", v["s/plain"]
-		printf "collector with swtpm:         %6.2f s  ratio %.2f\n", v["s/collector"], v["collector/plain"]
-		printf "collector without TPM:        %6.2f s  ratio %.2f\n", v["s/collector-notpm"], v["collector-notpm/plain"]
+		printf "%-30s %6.2f s  (median of %d)\n", "plain workload:", v["s/plain"], runs
+		line("collector with swtpm:", "collector", "collector/plain")
+		line("collector without TPM:", "collector-notpm", "collector-notpm/plain")
 		if ("s/fapolicyd" in v)
-			printf "fapolicyd (sha256 integrity): %6.2f s  ratio %.2f\n", v["s/fapolicyd"], v["fapolicyd/plain"]
+			line("fapolicyd (sha256 integrity):", "fapolicyd", "fapolicyd/plain")
 	}'
