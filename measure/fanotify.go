@@ -35,6 +35,8 @@ type fanotifyConfig struct {
 	answerDeadline time.Duration
 	cacheSize      int
 	closeTimeout   time.Duration
+	tpmUp          <-chan struct{}
+	tpmAttached    func(ok bool)
 }
 
 // WithAnswerDeadline sets how long a permission event may stay
@@ -58,6 +60,21 @@ func WithCloseTimeout(d time.Duration) FanotifyOption {
 	return func(c *fanotifyConfig) { c.closeTimeout = d }
 }
 
+// WithTPMUp makes the collector dial the TPM once up is closed, instead
+// of trying every 20 ms from the start: whoever starts the TPM closes it
+// once the TPM answers, and the dial then costs no wait.
+func WithTPMUp(up <-chan struct{}) FanotifyOption {
+	return func(c *fanotifyConfig) { c.tpmUp = up }
+}
+
+// WithTPMAttached has f called once, from another goroutine, when the TPM
+// is attached to the measurement list (ok) or the collector gave up on it
+// (its context ended first). Every entry is extended into a TPM attached
+// before Run returns.
+func WithTPMAttached(f func(ok bool)) FanotifyOption {
+	return func(c *fanotifyConfig) { c.tpmAttached = f }
+}
+
 // fanotifyCollector measures one container with fanotify permission
 // events. See docs/fanotify.md for how each kernel behaviour is followed.
 type fanotifyCollector struct {
@@ -69,14 +86,17 @@ type fanotifyCollector struct {
 	// uid or gid, which are costly to read for every event.
 	needCreds bool
 
-	log   *Log
-	fd    int // the fanotify group
-	self  int // the collector's own pid
-	cont  containerID
-	marks map[uint64]*mountMark // by mount id
-	cache *onceCache
-	fs    map[uint64]fsInfo // by device number
-	tids  map[int]time.Time // container threads, until when they count
+	log  *Log
+	fd   int // the fanotify group
+	self int // the collector's own pid
+	// initFD is a pidfd of the container's init, -1 without one or when
+	// the container shares the collector's pid namespace.
+	initFD int
+	cont   containerID
+	marks  map[uint64]*mountMark // by mount id
+	cache  *onceCache
+	fs     map[uint64]fsInfo // by device number
+	tids   map[int]time.Time // container threads, until when they count
 	// lastExec is the last execution's open, whose FAN_OPEN_PERM twin
 	// follows it.
 	lastExec execOpen
@@ -132,6 +152,7 @@ func NewFanotify(spec Spec, opts ...FanotifyOption) (Collector, error) {
 		algo:      algo,
 		needCreds: policyNeedsCreds(pol.Render()),
 		fd:        -1,
+		initFD:    -1,
 		self:      os.Getpid(),
 		marks:     make(map[uint64]*mountMark),
 		cache:     newOnceCache(cfg.cacheSize),
@@ -179,6 +200,9 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 	loopErr := c.loop(ctx)
 
 	c.closeFanotify()
+	if c.initFD >= 0 {
+		unix.Close(c.initFD)
+	}
 	stopTPM()
 	closeTPM := <-tpmDone
 	closeErr := log.Close(c.cfg.closeTimeout)
@@ -207,6 +231,17 @@ func (c *fanotifyCollector) setup() error {
 		return err
 	}
 	c.cont = cont
+	// The pidfd is opened after the namespaces were read: a reused pid
+	// would make the namespaces another process's, never the reverse.
+	// It serves the drain only when the container has a pid namespace
+	// of its own, whose processes are all gone once its init is.
+	own, err := readNS(c.self, "pid")
+	if err == nil && own != cont.pidNS {
+		if fd, err := unix.PidfdOpen(c.spec.Pid, 0); err == nil {
+			c.initFD = fd
+			unix.CloseOnExec(fd)
+		}
+	}
 
 	flags := uint(unix.FAN_CLASS_CONTENT | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK |
 		unix.FAN_UNLIMITED_QUEUE | unix.FAN_UNLIMITED_MARKS | unix.FAN_REPORT_TID)
@@ -237,19 +272,36 @@ func (c *fanotifyCollector) closeFanotify() {
 // log. The channel yields a function closing the TPM, or nil.
 func (c *fanotifyCollector) attachTPM(ctx context.Context) <-chan func() {
 	out := make(chan func(), 1)
+	attached := func(ok bool) {
+		if c.cfg.tpmAttached != nil {
+			c.cfg.tpmAttached(ok)
+		}
+	}
 	if c.spec.TPM == "" {
 		c.addIncomplete("no TPM address: PCR 10 not extended")
 		out <- nil
+		attached(false)
 		return out
 	}
 
 	go func() {
-		var last error
+		last := errors.New("not up yet")
+		if c.cfg.tpmUp != nil {
+			select {
+			case <-c.cfg.tpmUp:
+			case <-ctx.Done():
+				c.addIncomplete(fmt.Sprintf("TPM %s never answered: %v", c.spec.TPM, last))
+				out <- nil
+				attached(false)
+				return
+			}
+		}
 		for {
 			t, err := tpm.Open(c.spec.TPM)
 			if err == nil {
 				c.log.AttachTPM(t)
 				out <- func() { t.Close() }
+				attached(true)
 				return
 			}
 			last = err
@@ -257,6 +309,7 @@ func (c *fanotifyCollector) attachTPM(ctx context.Context) <-chan func() {
 			case <-ctx.Done():
 				c.addIncomplete(fmt.Sprintf("TPM %s never answered: %v", c.spec.TPM, last))
 				out <- nil
+				attached(false)
 				return
 			case <-time.After(20 * time.Millisecond):
 			}

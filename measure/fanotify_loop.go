@@ -79,8 +79,14 @@ func (c *fanotifyCollector) loop(ctx context.Context) error {
 			return nil
 		}
 		if len(fds) > 1 && fds[1].Revents != 0 {
-			// Stopped: handle what is queued, until the queue stays
-			// empty for drainQuiet.
+			if c.containerGone() {
+				// No process can queue an event any more: what is
+				// queued is all there will be.
+				return c.drainQueued(buf, &cur)
+			}
+			// Stopped while the container may still run: handle
+			// what is queued, until the queue stays empty for
+			// drainQuiet.
 			fds, timeout = fds[:1], int(drainQuiet/time.Millisecond)
 		}
 		if fds[0].Revents == 0 {
@@ -88,6 +94,45 @@ func (c *fanotifyCollector) loop(ctx context.Context) error {
 		}
 
 		if err := c.readEvents(buf, &cur); err != nil {
+			return err
+		}
+	}
+}
+
+// containerGone reports whether every process of the container has
+// exited: its init has, and the container has a pid namespace of its
+// own. The kernel kills and reaps every process of a pid namespace
+// (those of namespaces nested in it too) before its init's exit shows on
+// a pidfd, and a process that has exited queues no more events; so the
+// queue then holds every event the container will ever make.
+func (c *fanotifyCollector) containerGone() bool {
+	if c.initFD < 0 {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(c.initFD), Events: unix.POLLIN}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
+	}
+}
+
+// drainQueued handles every event still queued, reading until the queue
+// is empty (the group is non-blocking).
+func (c *fanotifyCollector) drainQueued(buf []byte, cur *atomic.Pointer[pendingEvent]) error {
+	for {
+		n, err := unix.Read(c.fd, buf)
+		switch {
+		case err == unix.EINTR:
+			continue
+		case err == unix.EAGAIN || (err == nil && n == 0):
+			return nil
+		case err != nil:
+			return fmt.Errorf("fanotify: reading events: %w", err)
+		}
+		if err := c.handleBatch(buf[:n], cur); err != nil {
 			return err
 		}
 	}

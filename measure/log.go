@@ -66,6 +66,7 @@ type Log struct {
 	buf        []byte
 	line       []byte
 	written    int64 // bytes of whole entries in the binary list
+	syncedTo   int64 // bytes of it the extender synced
 	entries    int
 	violations int
 	incomplete []string
@@ -79,6 +80,8 @@ type Log struct {
 
 	wake chan struct{}
 	done chan struct{}
+	// closeCh is closed by Close: the extender's waits end at once.
+	closeCh chan struct{}
 
 	// extended and extendedAt are the extender's progress: the number of
 	// entries extended and the offset of the next one.
@@ -108,11 +111,12 @@ func OpenLog(dir string) (*Log, error) {
 	}
 
 	l := &Log{
-		bin:   bin,
-		ascii: ascii,
-		back:  back,
-		wake:  make(chan struct{}, 1),
-		done:  make(chan struct{}),
+		bin:     bin,
+		ascii:   ascii,
+		back:    back,
+		wake:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
+		closeCh: make(chan struct{}),
 	}
 	go l.extender()
 	return l, nil
@@ -234,6 +238,7 @@ func (l *Log) Close(timeout time.Duration) error {
 		return errors.New("measurement list: closed twice")
 	}
 	l.closing = true
+	close(l.closeCh)
 	l.notify()
 	l.mu.Unlock()
 
@@ -257,11 +262,15 @@ func (l *Log) Close(timeout time.Duration) error {
 		l.noteUnextended()
 	}
 	errs = append(errs, l.failed)
-	if err := l.bin.Sync(); err != nil {
-		errs = append(errs, fmt.Errorf("binary measurement list: %w", err))
-	}
-	if err := l.ascii.Sync(); err != nil {
-		errs = append(errs, fmt.Errorf("ASCII measurement list: %w", err))
+	// The extender's last pass synced the whole list unless it failed
+	// or did not finish; only then is it synced again here.
+	if timedOut || l.syncedTo < l.written {
+		if err := l.bin.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("binary measurement list: %w", err))
+		}
+		if err := l.ascii.Sync(); err != nil {
+			errs = append(errs, fmt.Errorf("ASCII measurement list: %w", err))
+		}
 	}
 	errs = append(errs, l.bin.Close(), l.ascii.Close())
 	if !timedOut {
@@ -318,7 +327,7 @@ func (l *Log) extender() {
 		// busy container does not pay for a journal commit per entry.
 		if written > synced && !closing {
 			if wait := syncEvery - time.Since(lastSync); wait > 0 {
-				time.Sleep(wait)
+				l.sleep(wait)
 				l.mu.Lock()
 				written, t, closing = l.written, l.tpm, l.closing
 				l.mu.Unlock()
@@ -327,6 +336,10 @@ func (l *Log) extender() {
 		if written > synced {
 			if err := l.syncLists(); err != nil {
 				l.AddIncomplete(err.Error())
+			} else {
+				l.mu.Lock()
+				l.syncedTo = written
+				l.mu.Unlock()
 			}
 			synced, lastSync = written, time.Now()
 		}
@@ -368,7 +381,18 @@ func (l *Log) waitQuiet() {
 		if !hold || idle >= extendQuiet || lag >= extendMaxLag {
 			return
 		}
-		time.Sleep(min(extendQuiet-idle, extendMaxLag-lag))
+		l.sleep(min(extendQuiet-idle, extendMaxLag-lag))
+	}
+}
+
+// sleep waits for d or until Close, whichever comes first: at the end,
+// the rest of the list is synced once and extended at once.
+func (l *Log) sleep(d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-l.closeCh:
 	}
 }
 

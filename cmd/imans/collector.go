@@ -54,11 +54,13 @@ func collectorCommand() *cli.Command {
 // ready on the ready pipe, measures until SIGTERM, drains, and writes its
 // outcome into the run folder. poststop reads the lists and the TPM.
 func collectorMain(dir string) error {
+	hookTrace("collector start")
 	ready := collectorReadyPipe()
 	if !hook.AwaitGo() {
 		// The hook gave up before the run folder was written.
 		return nil
 	}
+	hookTrace("collector go")
 	hook.CloseInherited(hook.ReadyFD)
 	if !filepath.IsAbs(dir) {
 		err := fmt.Errorf("collector: --dir %q is not absolute", dir)
@@ -71,7 +73,12 @@ func collectorMain(dir string) error {
 		hook.SignalReady(ready, err)
 		return err
 	}
-	coll, err := collectorBackend(spec)
+	// tpmUp is closed once the TPM answers, attached once the backend
+	// holds it (or gave up on it).
+	tpmUp, attached := make(chan struct{}), make(chan struct{})
+	var attachOnce sync.Once
+	onAttach := func(bool) { attachOnce.Do(func() { close(attached) }) }
+	coll, err := collectorBackend(spec, tpmUp, onAttach)
 	if err != nil {
 		hook.SignalReady(ready, err)
 		return err
@@ -102,6 +109,8 @@ func collectorMain(dir string) error {
 			return
 		}
 		swtpm = s
+		close(tpmUp)
+		hookTrace("collector tpm up")
 	}()
 
 	// The backend's context ends after the stop request and after the
@@ -112,10 +121,20 @@ func collectorMain(dir string) error {
 	defer stopRun()
 	go func() {
 		<-ctx.Done()
+		hookTrace("collector stop asked")
 		<-tpmDone
-		if swtpm != nil {
-			collectorAwaitAttach(strings.TrimPrefix(swtpm.Addr, "unix:"), collectorAttachGrace)
+		switch {
+		case swtpm == nil:
+		case spec.Backend == measure.Fanotify:
+			select {
+			case <-attached:
+			case <-time.After(collectorAttachGrace):
+			}
+		default:
+			collectorAwaitAttach(strings.TrimPrefix(swtpm.Addr, "unix:"),
+				collectorAttachGrace)
 		}
+		hookTrace("collector attached")
 		stopRun()
 	}()
 
@@ -124,6 +143,7 @@ func collectorMain(dir string) error {
 	status, err := coll.Run(runCtx, func() {
 		once.Do(func() {
 			signalled = true
+			hookTrace("collector ready")
 			hook.SignalReady(ready, nil)
 		})
 	})
@@ -133,6 +153,7 @@ func collectorMain(dir string) error {
 		}
 		hook.SignalReady(ready, err)
 	}
+	hookTrace("collector run done")
 	<-tpmDone
 	out.ContainerExited = exited()
 
@@ -145,15 +166,25 @@ func collectorMain(dir string) error {
 		if perr != nil {
 			out.PCRError = perr.Error()
 		}
+		hookTrace("collector pcr read")
 		swtpm.Stop()
+		hookTrace("collector tpm stopped")
 	}
 
 	out.Status = status
+	// The backend's status beside its lists, for tools that read a run
+	// folder as they read the kernel's securityfs; poststop uses the
+	// outcome.
+	if werr := hook.WriteJSON(dir, measure.StatusFile, status); werr != nil && err == nil {
+		err = werr
+	}
 	if err != nil {
 		out.Error = err.Error()
 	}
 	out.Stopped = time.Now().UTC()
-	if werr := hook.WriteJSON(dir, hook.OutcomeFile, out); werr != nil {
+	werr := hook.WriteJSON(dir, hook.OutcomeFile, out)
+	hookTrace("collector outcome")
+	if werr != nil {
 		return werr
 	}
 	return err
@@ -243,11 +274,16 @@ func collectorReadyPipe() *os.File {
 	return os.NewFile(hook.ReadyFD, "ready")
 }
 
-// collectorBackend makes the backend the spec names.
-func collectorBackend(spec measure.Spec) (measure.Collector, error) {
+// collectorBackend makes the backend the spec names. The fanotify backend
+// dials the TPM once tpmUp is closed and calls attached when it holds it;
+// the kernel backend dials on its own, and the collector watches its
+// descriptors for the connection (collectorAwaitAttach).
+func collectorBackend(spec measure.Spec, tpmUp <-chan struct{}, attached func(bool)) (
+	measure.Collector, error) {
 	switch spec.Backend {
 	case measure.Fanotify:
-		return measure.NewFanotify(spec, measure.WithCloseTimeout(collectorCloseTimeout))
+		return measure.NewFanotify(spec, measure.WithCloseTimeout(collectorCloseTimeout),
+			measure.WithTPMUp(tpmUp), measure.WithTPMAttached(attached))
 	case measure.Kernel:
 		return measure.NewKernel(spec)
 	}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli/v2"
@@ -103,6 +104,8 @@ func hookAnnotations(st *specs.State) (map[string]string, *specs.Spec, error) {
 
 // hookCreateRuntime is the createRuntime stage.
 func hookCreateRuntime(stdin io.Reader) error {
+	hookTrace("create start")
+	defer hookTrace("create end")
 	st, err := hook.ReadState(stdin)
 	if err != nil {
 		return hookFail("create-runtime: %v", err)
@@ -118,6 +121,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 	p := hook.DefaultPaths()
 	log, closeLog := hookLogger(p, st.ID)
 	defer closeLog()
+	hookTrace("create logger")
 	for _, id := range hook.CleanStale(p) {
 		log.Info("removed stale run folder", "stale", id)
 	}
@@ -145,6 +149,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 		defer launch.Abort()
 	}
 
+	hookTrace("create launched")
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
@@ -157,6 +162,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 	if err == nil {
 		_, err = hook.Setup(dir, st, rec, c)
 	}
+	hookTrace("create setup")
 	var pid int
 	if err == nil {
 		pid, err = launch.Go(hook.ReadyTimeout)
@@ -239,6 +245,8 @@ func probeKernel(p hook.Paths) (bool, string) {
 // a failing poststop anyway, and the report (or the log) says what
 // happened. Errors go to the log and one line to stderr.
 func hookPoststop(stdin io.Reader) error {
+	hookTrace("poststop start")
+	defer hookTrace("poststop end")
 	st, err := hook.ReadState(stdin)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "imans: poststop: %v\n", err)
@@ -254,7 +262,9 @@ func hookPoststop(stdin io.Reader) error {
 
 	log, closeLog := hookLogger(p, st.ID)
 	defer closeLog()
+	hookTrace("poststop logger")
 	res, err := hook.Finish(p, st)
+	hookTrace("poststop finished")
 	switch {
 	case errors.Is(err, hook.ErrAlreadyReported):
 		log.Info("poststop again: already reported, nothing to do")
@@ -277,4 +287,21 @@ func hookPoststop(stdin io.Reader) error {
 		fmt.Fprintf(os.Stderr, "imans: poststop %s: %v\n", st.ID, err)
 	}
 	return nil
+}
+
+// traceFile is where IMANS_TRACE asks the stages to note their steps.
+var traceFile = os.Getenv("IMANS_TRACE")
+
+// hookTrace appends "microseconds pid step" to the file IMANS_TRACE
+// names, for timing the stages (see bench/hook.sh); nothing without it.
+func hookTrace(step string) {
+	if traceFile == "" {
+		return
+	}
+	f, err := os.OpenFile(traceFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "%d %d %s\n", time.Now().UnixMicro(), os.Getpid(), step)
+	f.Close()
 }
