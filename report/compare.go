@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 )
 
 // Measured is one entry of a measurement list as the comparison needs it.
@@ -52,7 +53,7 @@ func Compare(list []Measured, exp Expectations, pcr10 map[string]string) ([]Find
 			findings = append(findings, Finding{Kind: Violation, Index: m.Index, Path: m.Path})
 			continue
 		}
-		allowed, known := exp.Digests[m.Path]
+		allowed, known := lookup(exp.Digests, m.Path)
 		switch {
 		case !known:
 			findings = append(findings, Finding{
@@ -81,6 +82,34 @@ func Compare(list []Measured, exp Expectations, pcr10 map[string]string) ([]Find
 		}
 	}
 	return findings, nil
+}
+
+// lookup finds the digests expected for a measured path. A name that is
+// not UTF-8 (the kernel records the bytes as they are) cannot be written
+// in JSON, where the expectations come from: encoding/json turns each
+// invalid byte into U+FFFD, so such a name is also looked up in that form.
+func lookup(digests map[string][]string, path string) ([]string, bool) {
+	if allowed, ok := digests[path]; ok || utf8.ValidString(path) {
+		return allowed, ok
+	}
+	allowed, ok := digests[jsonSpelling(path)]
+	return allowed, ok
+}
+
+// jsonSpelling is path as encoding/json writes it: every byte that does
+// not start a valid UTF-8 sequence becomes U+FFFD.
+func jsonSpelling(path string) string {
+	var b strings.Builder
+	for i := 0; i < len(path); {
+		r, size := utf8.DecodeRuneInString(path[i:])
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(path[i : i+size])
+		}
+		i += size
+	}
+	return b.String()
 }
 
 func containsFold(list []string, s string) bool {

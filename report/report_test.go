@@ -2,6 +2,7 @@ package report
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -152,5 +153,77 @@ func TestWriteFileReadOnlyFolder(t *testing.T) {
 	defer os.Chmod(dir, 0o700)
 	if err := WriteFile(filepath.Join(dir, "x.json"), []byte("{}")); err == nil {
 		t.Fatal("write into a read-only folder: no error")
+	}
+}
+
+// A file name that is not UTF-8 reaches the expectations only through JSON
+// (the annotation, the output of imans expect), which carries each invalid
+// byte as U+FFFD: the name as measured must still find them.
+func TestCompareNameNotUTF8(t *testing.T) {
+	const digest = "sha256:8a33a3171728d0f2e90a4e934f3372f2235f2b1dd2eee84ae1970f1e9463ec60"
+	raw := "/app/\xff\xfez"
+	body, err := json.Marshal(map[string][]string{raw: {digest}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var exp Expectations
+	if err := json.Unmarshal(body, &exp.Digests); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := exp.Digests["/app/\uFFFD\uFFFDz"]; !ok {
+		t.Fatalf("json gave %q, want two U+FFFD", body)
+	}
+
+	got, err := Compare([]Measured{{Path: raw, Digest: digest}}, exp, nil)
+	if err != nil || len(got) != 0 {
+		t.Errorf("findings %+v, %v: want none", got, err)
+	}
+
+	// Another invalid name that JSON spells the same is held to the same
+	// digests: a different content is a changed file.
+	other := "sha256:" + strings.Repeat("ab", 32)
+	got, _ = Compare([]Measured{{Path: "/app/\x80\x81z", Digest: other}}, exp, nil)
+	if len(got) != 1 || got[0].Kind != ChangedFile {
+		t.Errorf("findings %+v, want one changed file", got)
+	}
+}
+
+// The summary is read on a terminal: a name or reason with a newline or an
+// escape sequence, which a container can give its files, must stay on its
+// line and not reach the terminal raw.
+func TestSummaryEscapesNames(t *testing.T) {
+	r := &Report{
+		Schema:  Schema,
+		Verdict: Fail,
+		Findings: []Finding{
+			{Kind: UnexpectedFile, Path: "/app/x\nPASS  container fake", Digest: "sha256:00"},
+			{Kind: UnexpectedFile, Path: "/app/\x1b[31mred", Digest: "sha256:01"},
+			{Kind: UnexpectedFile, Path: "/app/plain", Digest: "sha256:02"},
+		},
+		Incomplete: []string{"list entry 3: name \"a\rb\""},
+		Info:       Info{ContainerID: "c\x1b]0;t\x07"},
+	}
+	var b bytes.Buffer
+	if err := r.Summary(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\r", "\x07", "\nPASS"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("summary holds %q raw:\n%s", bad, out)
+		}
+	}
+	for _, want := range []string{
+		`unexpected file: "/app/x\nPASS  container fake" sha256:00`,
+		`unexpected file: "/app/\x1b[31mred" sha256:01`,
+		"unexpected file: /app/plain sha256:02",
+		`container "c\x1b]0;t\a"`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %s:\n%s", want, out)
+		}
+	}
+	if lines := strings.Count(out, "\n"); lines != 6 {
+		t.Errorf("summary has %d lines, want 6:\n%s", lines, out)
 	}
 }
