@@ -1,12 +1,14 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sort"
 
 	"github.com/urfave/cli/v2"
@@ -105,14 +107,83 @@ func expectAnnotations(r *report.Report, listPath string) (map[string]string, er
 		return nil, err
 	}
 
-	ann := map[string]string{
-		policy.AnnotationEnable:        "true",
-		policy.AnnotationExpectDigests: string(body),
+	ann, err := runAnnotations(r)
+	if err != nil {
+		return nil, err
 	}
+	ann[policy.AnnotationEnable] = "true"
+	ann[policy.AnnotationExpectDigests] = string(body)
 	for bank, v := range r.TPM.PCR10 {
 		ann[policy.AnnotationExpectPCR10+bank] = v
 	}
 	return ann, nil
+}
+
+// runKeys are the annotations that decide what is measured and how, as
+// opposed to what is expected: the next run must keep them to measure the
+// same files in the same order.
+var runKeys = []string{policy.AnnotationPolicy, policy.AnnotationBackend, policy.AnnotationMode}
+
+// runAnnotations returns the run's own policy, backend and mode
+// annotations, read again from its bundle's config.json, and checks that
+// they give the policy the report names (by its sha256). A run with the
+// built-in policy needs no bundle; a run with another policy whose text
+// cannot be found again is an error, since expectations learnt under one
+// policy never pass under another.
+func runAnnotations(r *report.Report) (map[string]string, error) {
+	builtin := sha256.Sum256([]byte(policy.BuiltinText()))
+	isBuiltin := r.Info.PolicySHA256 == hex.EncodeToString(builtin[:])
+
+	ann := map[string]string{}
+	bundleAnn, err := bundleAnnotations(r.Info.Bundle)
+	if err != nil {
+		if isBuiltin {
+			return ann, nil
+		}
+		return nil, fmt.Errorf("expect: the run's policy (sha256 %s) is not the built-in "+
+			"one and cannot be read again (%w): give the run's %s with these annotations",
+			r.Info.PolicySHA256, err, policy.AnnotationPolicy)
+	}
+	for _, k := range runKeys {
+		if v, ok := bundleAnn[k]; ok {
+			ann[k] = v
+		}
+	}
+
+	spec, err := policy.SpecFromAnnotations(ann, "")
+	if err != nil {
+		return nil, fmt.Errorf("expect: bundle %s: %w", r.Info.Bundle, err)
+	}
+	text := spec.PolicyText
+	if text == "" && spec.Policy != nil {
+		text = spec.Policy.Render()
+	}
+	sum := sha256.Sum256([]byte(text))
+	if got := hex.EncodeToString(sum[:]); got != r.Info.PolicySHA256 {
+		return nil, fmt.Errorf("expect: the run's policy (sha256 %s) is not the one %s of "+
+			"bundle %s gives now (sha256 %s): give the run's %s with these annotations",
+			r.Info.PolicySHA256, policy.AnnotationPolicy, r.Info.Bundle, got,
+			policy.AnnotationPolicy)
+	}
+	return ann, nil
+}
+
+// bundleAnnotations reads the annotations of a bundle's config.json.
+func bundleAnnotations(bundle string) (map[string]string, error) {
+	if bundle == "" {
+		return nil, errors.New("the report names no bundle")
+	}
+	data, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		return nil, err
+	}
+	var config struct {
+		Annotations map[string]string `json:"annotations"`
+	}
+	if err := json.Unmarshal(data, &config); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(bundle, "config.json"), err)
+	}
+	return config.Annotations, nil
 }
 
 func containsString(list []string, s string) bool {

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/policy"
+	"github.com/imans-project/imans/report"
+)
+
+// learnt writes a one-entry list and a report of a run whose bundle has the
+// annotations ann and whose policy text was policyText, and returns the
+// report.
+func learnt(t *testing.T, ann map[string]string, policyText string) (*report.Report, string) {
+	t.Helper()
+	dir := t.TempDir()
+
+	// sha256 of "echo hi\n".
+	digest, _ := hex.DecodeString(
+		"ab08508fdf5ca4da5c4995987bc41c56c048aaa5eeb046417ae4049b7d40286e")
+	e, err := ima.NewNG(10, "sha256", digest, "/app/s.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := filepath.Join(dir, "c.log.bin")
+	if err := os.WriteFile(list, e.AppendBinary(nil, binary.LittleEndian), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	bundle := filepath.Join(dir, "bundle")
+	if err := os.Mkdir(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	config, _ := json.Marshal(map[string]any{"ociVersion": "1.0.2", "annotations": ann})
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), config, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	sum := sha256.Sum256([]byte(policyText))
+	r := &report.Report{
+		Schema: report.Schema,
+		TPM: report.Evidence{
+			PCR10:       map[string]string{"sha1": strings.Repeat("ab", 20)},
+			ListMatches: true,
+		},
+		Info: report.Info{Bundle: bundle, PolicySHA256: hex.EncodeToString(sum[:]),
+			BinaryLog: list},
+	}
+	return r, bundle
+}
+
+func TestExpectKeepsTheRunsPolicy(t *testing.T) {
+	const text = "measure func=BPRM_CHECK\n"
+	run := map[string]string{
+		policy.AnnotationEnable:  "true",
+		policy.AnnotationPolicy:  text,
+		policy.AnnotationBackend: "fanotify",
+		policy.AnnotationMode:    "enforce",
+		// an earlier run's expectations are not carried over
+		policy.AnnotationPCR10SHA256: strings.Repeat("cd", 32),
+	}
+	r, _ := learnt(t, run, text)
+	ann, err := expectAnnotations(r, r.Info.BinaryLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		policy.AnnotationEnable:  "true",
+		policy.AnnotationPolicy:  text,
+		policy.AnnotationBackend: "fanotify",
+		policy.AnnotationMode:    "enforce",
+		policy.AnnotationExpectDigests: `{"/app/s.sh":["sha256:` +
+			"ab08508fdf5ca4da5c4995987bc41c56c048aaa5eeb046417ae4049b7d40286e" + `"]}`,
+		policy.AnnotationPCR10SHA1: strings.Repeat("ab", 20),
+	}
+	if len(ann) != len(want) {
+		t.Errorf("annotations %v, want %v", ann, want)
+	}
+	for k, v := range want {
+		if ann[k] != v {
+			t.Errorf("%s = %q, want %q", k, ann[k], v)
+		}
+	}
+
+	// The learnt annotations are valid together.
+	if _, err := policy.SpecFromAnnotations(ann, t.TempDir()); err != nil {
+		t.Errorf("learnt annotations refused: %v", err)
+	}
+}
+
+func TestExpectBuiltinPolicyNeedsNoBundle(t *testing.T) {
+	r, bundle := learnt(t, map[string]string{policy.AnnotationEnable: "true"},
+		policy.BuiltinText())
+	if err := os.RemoveAll(bundle); err != nil {
+		t.Fatal(err)
+	}
+	ann, err := expectAnnotations(r, r.Info.BinaryLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := ann[policy.AnnotationPolicy]; ok {
+		t.Errorf("built-in policy given as an annotation: %v", ann)
+	}
+}
+
+// When the run's policy cannot be found again, the learnt annotations
+// would measure with another policy and never pass: say so.
+func TestExpectPolicyLost(t *testing.T) {
+	const text = "measure func=BPRM_CHECK\n"
+	r, bundle := learnt(t, map[string]string{policy.AnnotationEnable: "true",
+		policy.AnnotationPolicy: text}, text)
+
+	// the bundle changed its policy since
+	changed, _ := json.Marshal(map[string]any{"annotations": map[string]string{
+		policy.AnnotationEnable: "true", policy.AnnotationPolicy: "measure func=FILE_CHECK"}})
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), changed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := expectAnnotations(r, r.Info.BinaryLog)
+	if err == nil || !strings.Contains(err.Error(), policy.AnnotationPolicy) ||
+		!strings.Contains(err.Error(), r.Info.PolicySHA256) {
+		t.Errorf("changed policy: %v, want an error naming %s and the run's policy",
+			err, policy.AnnotationPolicy)
+	}
+
+	// the bundle is gone
+	if err := os.RemoveAll(bundle); err != nil {
+		t.Fatal(err)
+	}
+	_, err = expectAnnotations(r, r.Info.BinaryLog)
+	if err == nil || !strings.Contains(err.Error(), policy.AnnotationPolicy) {
+		t.Errorf("bundle gone: %v, want an error naming %s", err, policy.AnnotationPolicy)
+	}
+}
