@@ -139,3 +139,19 @@ func TestExpectPolicyLost(t *testing.T) {
 		t.Errorf("bundle gone: %v, want an error naming %s", err, policy.AnnotationPolicy)
 	}
 }
+
+func TestReportCommandErrors(t *testing.T) {
+	if got := run([]string{"imans", "report", "shwo", "x"}); got != 2 {
+		t.Errorf("an unknown report subcommand: exit status %d, want 2", got)
+	}
+	if got := run([]string{"imans", "report", "show"}); got != 2 {
+		t.Errorf("report show without argument: exit status %d, want 2", got)
+	}
+	bad := filepath.Join(t.TempDir(), "r.json")
+	if err := os.WriteFile(bad, []byte(`{"schema":"imans.report/v9"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := run([]string{"imans", "report", "show", bad}); got != 1 {
+		t.Errorf("report of another schema: exit status %d, want 1", got)
+	}
+}

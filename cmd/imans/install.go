@@ -198,6 +198,10 @@ func (in *installer) containerd() error {
 	in.say("containerd runtime handler %q (CRI: RuntimeClass handler %q; ctr: "+
 		"--runc-binary %s):\n\n%s", shim.ContainerdRuntime, shim.ContainerdRuntime,
 		in.wrapper, snippet)
+	if _, err := os.Stat(in.staged(in.wrapper)); err != nil {
+		in.say("note: %s does not exist (yet): containerd fails every container of the "+
+			"handler until it does (make install makes it, a link to imans)", in.wrapper)
+	}
 
 	config, err := os.ReadFile(in.staged(in.ctrConfig))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {

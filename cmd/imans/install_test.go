@@ -142,3 +142,31 @@ func TestInstallUnknownEngine(t *testing.T) {
 		t.Fatalf("err %v", err)
 	}
 }
+
+// containerd runs BinaryName without a word when it is missing, and ctr
+// fails the container with "no such file": say so at install time.
+func TestInstallContainerdWrapperMissing(t *testing.T) {
+	dest := t.TempDir()
+	out, err := runInstall(t, "containerd", "--destdir", dest, "--prefix", "/opt/imans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "note: /opt/imans/bin/imans-runtime does not exist") {
+		t.Errorf("no note on the missing wrapper:\n%s", out)
+	}
+
+	bin := filepath.Join(dest, "/opt/imans/bin")
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("imans", filepath.Join(bin, "imans-runtime")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "imans"), nil, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, err = runInstall(t, "containerd", "--destdir", dest, "--prefix", "/opt/imans")
+	if err != nil || strings.Contains(out, "note:") {
+		t.Errorf("wrapper there: %v\n%s", err, out)
+	}
+}

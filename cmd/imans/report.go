@@ -14,8 +14,9 @@ import (
 // reportCommand is `imans report show ID|FILE [--json]`.
 func reportCommand() *cli.Command {
 	return &cli.Command{
-		Name:  "report",
-		Usage: "read container reports",
+		Name:   "report",
+		Usage:  "read container reports",
+		Action: unknownSubcommand(2),
 		Subcommands: []*cli.Command{
 			{
 				Name:      "show",
