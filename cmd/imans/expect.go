@@ -76,8 +76,11 @@ func expectAnnotations(r *report.Report, listPath string) (map[string]string, er
 	}
 	defer f.Close()
 
+	// The copy of the list is the host's: learn from it only when it is the
+	// list whose sha256 the report took along with the TPM's values.
+	sum := sha256.New()
 	digests := map[string][]string{}
-	rd := ima.NewBinaryReader(f)
+	rd := ima.NewBinaryReader(io.TeeReader(f, sum))
 	for i := 0; ; i++ {
 		e, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -101,6 +104,13 @@ func expectAnnotations(r *report.Report, listPath string) (map[string]string, er
 		if !containsString(digests[name], digest) {
 			digests[name] = append(digests[name], digest)
 		}
+	}
+	if _, err := io.Copy(sum, f); err != nil {
+		return nil, fmt.Errorf("expect: %w", err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != r.TPM.LogSHA256 {
+		return nil, fmt.Errorf("expect: list %s has sha256 %s, not the run's list "+
+			"(log_sha256 %s in the report)", listPath, got, r.TPM.LogSHA256)
 	}
 	body, err := json.Marshal(digests)
 	if err != nil {

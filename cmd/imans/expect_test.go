@@ -30,9 +30,11 @@ func learnt(t *testing.T, ann map[string]string, policyText string) (*report.Rep
 		t.Fatal(err)
 	}
 	list := filepath.Join(dir, "c.log.bin")
-	if err := os.WriteFile(list, e.AppendBinary(nil, binary.LittleEndian), 0o600); err != nil {
+	body := e.AppendBinary(nil, binary.LittleEndian)
+	if err := os.WriteFile(list, body, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	logSum := sha256.Sum256(body)
 
 	bundle := filepath.Join(dir, "bundle")
 	if err := os.Mkdir(bundle, 0o755); err != nil {
@@ -49,6 +51,8 @@ func learnt(t *testing.T, ann map[string]string, policyText string) (*report.Rep
 		TPM: report.Evidence{
 			PCR10:       map[string]string{"sha1": strings.Repeat("ab", 20)},
 			ListMatches: true,
+			Entries:     1,
+			LogSHA256:   hex.EncodeToString(logSum[:]),
 		},
 		Info: report.Info{Bundle: bundle, PolicySHA256: hex.EncodeToString(sum[:]),
 			BinaryLog: list},
@@ -153,5 +157,23 @@ func TestReportCommandErrors(t *testing.T) {
 	}
 	if got := run([]string{"imans", "report", "show", bad}); got != 1 {
 		t.Errorf("report of another schema: exit status %d, want 1", got)
+	}
+}
+
+// The list beside a report is a copy the TPM does not vouch for by itself:
+// learn only from the one whose sha256 the report recorded.
+func TestExpectListNotTheRuns(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	e, err := ima.NewNG(10, "sha256", make([]byte, 32), "/app/other")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(r.Info.BinaryLog, e.AppendBinary(nil, binary.LittleEndian),
+		0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = expectAnnotations(r, r.Info.BinaryLog)
+	if err == nil || !strings.Contains(err.Error(), r.TPM.LogSHA256) {
+		t.Errorf("another list: %v, want an error naming the report's log_sha256", err)
 	}
 }

@@ -170,7 +170,12 @@ func (in *installer) hooksD(defaultDir, engine string) error {
 		in.say("note: pass --hooks-dir %s to podman, or add it to hooks_dir in "+
 			"containers.conf (podman) or crio.conf (CRI-O)", dir)
 	}
-	in.say("containers annotated %s=true now run the imans hooks", shim.AnnotationEnable)
+	if in.dry || in.destdir != "" {
+		in.say("once installed, containers annotated %s=true run the imans hooks",
+			shim.AnnotationEnable)
+	} else {
+		in.say("containers annotated %s=true now run the imans hooks", shim.AnnotationEnable)
+	}
 	return nil
 }
 

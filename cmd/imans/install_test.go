@@ -170,3 +170,20 @@ func TestInstallContainerdWrapperMissing(t *testing.T) {
 		t.Errorf("wrapper there: %v\n%s", err, out)
 	}
 }
+
+// A staged or dry-run install turns nothing on: it must not say it did.
+func TestInstallStagedSaysSo(t *testing.T) {
+	for _, args := range [][]string{
+		{"podman", "--destdir", t.TempDir(), "--prefix", "/opt/imans"},
+		{"podman", "--dry-run", "--hooks-dir", t.TempDir()},
+	} {
+		out, err := runInstall(t, args...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(out, "now run the imans hooks") ||
+			!strings.Contains(out, "once installed") {
+			t.Errorf("%v:\n%s", args, out)
+		}
+	}
+}
