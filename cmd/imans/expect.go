@@ -28,6 +28,8 @@ func expectCommand() *cli.Command {
 			&cli.StringFlag{Name: "from-report", Required: true,
 				Usage: "container id or report file of a trusted run"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object of annotations"},
+			&cli.StringFlag{Name: "policy", Usage: "the run's io.imans.policy (text or " +
+				"@name), when its bundle is gone; checked against the report"},
 		},
 		Action: expectFromReport,
 	}
@@ -38,7 +40,8 @@ func expectFromReport(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ann, err := expectAnnotations(r, r.Info.BinaryLog)
+	ann, err := expectAnnotationsPolicy(r, r.Info.BinaryLog, c.String("policy"),
+		c.IsSet("policy"))
 	if err != nil {
 		return err
 	}
@@ -61,8 +64,16 @@ func expectFromReport(c *cli.Context) error {
 
 // expectAnnotations builds the expectation annotations of a report: the
 // digest of every file its list measured, and PCR 10 of each bank as the
-// TPM read it. Only a report whose list the TPM vouched for can teach.
+// TPM read it, with the run's policy, backend and mode from its bundle.
+// Only a report whose list the TPM vouched for can teach.
 func expectAnnotations(r *report.Report, listPath string) (map[string]string, error) {
+	return expectAnnotationsPolicy(r, listPath, "", false)
+}
+
+// expectAnnotationsPolicy is expectAnnotations with the run's policy
+// annotation given (when given is true) instead of read from the bundle.
+func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
+	given bool) (map[string]string, error) {
 	if !r.TPM.ListMatches || len(r.TPM.PCR10) == 0 {
 		return nil, errors.New("expect: the report's list is not vouched for by its " +
 			"tpm (incomplete run): nothing to learn from it")
@@ -117,7 +128,7 @@ func expectAnnotations(r *report.Report, listPath string) (map[string]string, er
 		return nil, err
 	}
 
-	ann, err := runAnnotations(r)
+	ann, err := runAnnotations(r, policyAnn, given)
 	if err != nil {
 		return nil, err
 	}
@@ -135,34 +146,40 @@ func expectAnnotations(r *report.Report, listPath string) (map[string]string, er
 var runKeys = []string{policy.AnnotationPolicy, policy.AnnotationBackend, policy.AnnotationMode}
 
 // runAnnotations returns the run's own policy, backend and mode
-// annotations, read again from its bundle's config.json, and checks that
-// they give the policy the report names (by its sha256). A run with the
-// built-in policy needs no bundle; a run with another policy whose text
-// cannot be found again is an error, since expectations learnt under one
-// policy never pass under another.
-func runAnnotations(r *report.Report) (map[string]string, error) {
+// annotations, read again from its bundle's config.json (the policy is
+// policyAnn instead when given), and checks that they give the policy the
+// report names (by its sha256). A run with the built-in policy needs no
+// bundle; a run with another policy whose text cannot be found again is an
+// error, since expectations learnt under one policy never pass under
+// another.
+func runAnnotations(r *report.Report, policyAnn string, given bool) (map[string]string,
+	error) {
 	builtin := sha256.Sum256([]byte(policy.BuiltinText()))
 	isBuiltin := r.Info.PolicySHA256 == hex.EncodeToString(builtin[:])
 
 	ann := map[string]string{}
 	bundleAnn, err := bundleAnnotations(r.Info.Bundle)
-	if err != nil {
-		if isBuiltin {
-			return ann, nil
+	switch {
+	case err == nil:
+		for _, k := range runKeys {
+			if v, ok := bundleAnn[k]; ok {
+				ann[k] = v
+			}
 		}
+	case !given && !isBuiltin:
 		return nil, fmt.Errorf("expect: the run's policy (sha256 %s) is not the built-in "+
-			"one and cannot be read again (%w): give the run's %s with these annotations",
+			"one and cannot be read again (%w): give it with --policy (the run's %s)",
 			r.Info.PolicySHA256, err, policy.AnnotationPolicy)
 	}
-	for _, k := range runKeys {
-		if v, ok := bundleAnn[k]; ok {
-			ann[k] = v
-		}
+	from := "bundle " + r.Info.Bundle
+	if given {
+		ann[policy.AnnotationPolicy] = policyAnn
+		from = "--policy"
 	}
 
 	spec, err := policy.SpecFromAnnotations(ann, "")
 	if err != nil {
-		return nil, fmt.Errorf("expect: bundle %s: %w", r.Info.Bundle, err)
+		return nil, fmt.Errorf("expect: %s: %w", from, err)
 	}
 	text := spec.PolicyText
 	if text == "" && spec.Policy != nil {
@@ -170,10 +187,9 @@ func runAnnotations(r *report.Report) (map[string]string, error) {
 	}
 	sum := sha256.Sum256([]byte(text))
 	if got := hex.EncodeToString(sum[:]); got != r.Info.PolicySHA256 {
-		return nil, fmt.Errorf("expect: the run's policy (sha256 %s) is not the one %s of "+
-			"bundle %s gives now (sha256 %s): give the run's %s with these annotations",
-			r.Info.PolicySHA256, policy.AnnotationPolicy, r.Info.Bundle, got,
-			policy.AnnotationPolicy)
+		return nil, fmt.Errorf("expect: the run's policy (sha256 %s) is not the one %s "+
+			"gives (sha256 %s): give the run's %s with --policy",
+			r.Info.PolicySHA256, from, got, policy.AnnotationPolicy)
 	}
 	return ann, nil
 }

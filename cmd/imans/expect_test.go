@@ -177,3 +177,23 @@ func TestExpectListNotTheRuns(t *testing.T) {
 		t.Errorf("another list: %v, want an error naming the report's log_sha256", err)
 	}
 }
+
+// podman run --rm removes the bundle: the run's policy can be given on the
+// command line instead, and is checked against the report.
+func TestExpectPolicyGiven(t *testing.T) {
+	const text = "measure func=BPRM_CHECK\n"
+	r, bundle := learnt(t, map[string]string{policy.AnnotationEnable: "true",
+		policy.AnnotationPolicy: text}, text)
+	if err := os.RemoveAll(bundle); err != nil {
+		t.Fatal(err)
+	}
+
+	ann, err := expectAnnotationsPolicy(r, r.Info.BinaryLog, text, true)
+	if err != nil || ann[policy.AnnotationPolicy] != text {
+		t.Errorf("policy given: %v, %v", ann, err)
+	}
+	_, err = expectAnnotationsPolicy(r, r.Info.BinaryLog, "measure func=FILE_CHECK", true)
+	if err == nil || !strings.Contains(err.Error(), "--policy") {
+		t.Errorf("another policy given: %v, want an error naming --policy", err)
+	}
+}
