@@ -36,8 +36,12 @@ func OracleBoot(ctx context.Context, cfg Config, rules []string) ([]string, *Res
 		files[p] = data
 	}
 	cfg.Files = files
+	script := cfg.Script
+	if strings.TrimSpace(script) == "" {
+		script = ":" // an empty ( ) is a syntax error to the guest's shell
+	}
 	cfg.Script = "set -e\nimans-guest oracle " + corpusPath + " " + verdictsPath +
-		"\n(\n" + cfg.Script + "\n)\n"
+		"\n(\n" + script + "\n)\n"
 	cfg.Fetch = append([]string{verdictsPath}, cfg.Fetch...)
 
 	res, err := Boot(ctx, cfg)

@@ -177,8 +177,15 @@ func Boot(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	files, err := parseWire(data)
 	if err != nil {
-		return res, fmt.Errorf("guest (%s) data: %w; console: %s",
-			kernel.Package, err, tail(res.Console, 1500))
+		// The script's status and output come first: show them, since a
+		// file the script failed to make is usually why one is missing.
+		script := "no script status"
+		if res.take(files) == nil {
+			script = fmt.Sprintf("script status %d, output: %s", res.Status,
+				tail(res.Output, 1500))
+		}
+		return res, fmt.Errorf("guest (%s) data: %w; %s; console: %s",
+			kernel.Package, err, script, tail(res.Console, 1500))
 	}
 	return res, res.take(files)
 }
