@@ -197,3 +197,30 @@ func TestExpectPolicyGiven(t *testing.T) {
 		t.Errorf("another policy given: %v, want an error naming --policy", err)
 	}
 }
+
+// When the reports folder could not be written, poststop leaves the report
+// in the run folder: report show ID finds it there.
+func TestReportShowRunFolderFallback(t *testing.T) {
+	state, runDir := t.TempDir(), t.TempDir()
+	t.Setenv("IMANS_STATE_DIR", state)
+	t.Setenv("IMANS_RUN_DIR", runDir)
+	if err := os.WriteFile(filepath.Join(state, "reports"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if got := run([]string{"imans", "report", "show", "c1"}); got != 1 {
+		t.Errorf("no report anywhere: exit status %d, want 1", got)
+	}
+
+	r := &report.Report{Schema: report.Schema, Verdict: report.Fail,
+		Info: report.Info{ContainerID: "c1"}}
+	if err := os.Mkdir(filepath.Join(runDir, "c1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Write(filepath.Join(runDir, "c1", "report.json")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := reportLoad("c1")
+	if err != nil || got.Info.ContainerID != "c1" || got.Verdict != report.Fail {
+		t.Errorf("report in the run folder: %+v, %v", got, err)
+	}
+}

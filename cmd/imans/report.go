@@ -2,8 +2,13 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -56,5 +61,22 @@ func reportLoad(arg string) (*report.Report, error) {
 	if err := hook.CheckID(arg); err != nil {
 		return nil, err
 	}
-	return report.Read(hook.DefaultPaths().Report(arg))
+	paths := hook.DefaultPaths()
+	r, err := report.Read(paths.Report(arg))
+	if err == nil || !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return r, err
+	}
+
+	// poststop leaves the report in the run folder when the reports folder
+	// cannot be written.
+	fallback := filepath.Join(paths.Run(arg), runFolderReport)
+	if r, ferr := report.Read(fallback); ferr == nil {
+		fmt.Fprintf(os.Stderr, "imans: %v; showing %s\n", err, fallback)
+		return r, nil
+	}
+	return nil, err
 }
+
+// runFolderReport is the report's name in a container's run folder, where
+// poststop writes it when the reports folder cannot be written.
+const runFolderReport = "report.json"
