@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,6 +30,8 @@ func expectCommand() *cli.Command {
 			&cli.StringFlag{Name: "from-report", Required: true,
 				Usage: "container id or report file of a trusted run"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object of annotations"},
+			&cli.BoolFlag{Name: "podman", Usage: "print them as podman run arguments, " +
+				"quoted for podman's CSV and for sh, on one line"},
 			&cli.StringFlag{Name: "policy", Usage: "the run's io.imans.policy (text or " +
 				"@name), when its bundle is gone; checked against the report"},
 		},
@@ -51,15 +55,41 @@ func expectFromReport(c *cli.Context) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(ann)
 	}
-	keys := make([]string, 0, len(ann))
-	for k := range ann {
-		keys = append(keys, k)
+	if c.Bool("podman") {
+		printPodman(os.Stdout, ann)
+		return nil
 	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range sortedKeys(ann) {
 		fmt.Printf("%s=%s\n", k, ann[k])
 	}
 	return nil
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// printPodman writes the annotations as `--annotation=...` words on one
+// line: podman reads each --annotation value as CSV, so a value with a
+// comma, a quote or a newline (the digests' JSON, a policy) becomes one
+// quoted CSV field; each word is then single-quoted for sh, so that
+// `eval "podman run $(imans expect --podman ...) IMAGE"` passes them whole.
+func printPodman(w io.Writer, ann map[string]string) {
+	words := make([]string, 0, len(ann))
+	for _, k := range sortedKeys(ann) {
+		var field strings.Builder
+		cw := csv.NewWriter(&field)
+		cw.Write([]string{k + "=" + ann[k]}) // a strings.Builder does not fail
+		cw.Flush()
+		value := strings.TrimSuffix(field.String(), "\n")
+		words = append(words, "'--annotation="+strings.ReplaceAll(value, "'", `'\''`)+"'")
+	}
+	fmt.Fprintln(w, strings.Join(words, " "))
 }
 
 // expectAnnotations builds the expectation annotations of a report: the

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -222,5 +223,79 @@ func TestReportShowRunFolderFallback(t *testing.T) {
 	got, err := reportLoad("c1")
 	if err != nil || got.Info.ContainerID != "c1" || got.Verdict != report.Fail {
 		t.Errorf("report in the run folder: %+v, %v", got, err)
+	}
+}
+
+// shellWords splits a line of words written as printPodman writes them:
+// single-quoted, a quote itself as '\”.
+func shellWords(t *testing.T, line string) []string {
+	t.Helper()
+	var words []string
+	var w strings.Builder
+	in, started := false, false
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c == '\'':
+			in, started = !in, true
+		case !in && c == '\\' && i+1 < len(line):
+			i++
+			w.WriteByte(line[i])
+		case !in && c == ' ':
+			if started {
+				words = append(words, w.String())
+				w.Reset()
+				started = false
+			}
+		default:
+			w.WriteByte(c)
+			started = true
+		}
+	}
+	if in {
+		t.Fatalf("unterminated quote in %q", line)
+	}
+	if started {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// podman reads each --annotation as CSV: a value with a comma or a quote
+// (the JSON of the digests) must be one quoted field.
+func TestExpectPodmanArgs(t *testing.T) {
+	ann := map[string]string{
+		policy.AnnotationEnable:        "true",
+		policy.AnnotationExpectDigests: `{"/a":["sha256:00"],"/it's":["sha256:01"]}`,
+		policy.AnnotationPolicy:        "measure func=BPRM_CHECK\nmeasure func=FILE_CHECK",
+	}
+	var b strings.Builder
+	printPodman(&b, ann)
+	line := b.String()
+	// one line, but for the newlines inside a quoted value
+	if strings.Count(line, "\n") != 2 || !strings.HasSuffix(line, "\n") {
+		t.Fatalf("want one line (the policy's newline quoted): %q", line)
+	}
+
+	got := map[string]string{}
+	for _, w := range shellWords(t, strings.TrimSuffix(line, "\n")) {
+		field, ok := strings.CutPrefix(w, "--annotation=")
+		if !ok {
+			t.Fatalf("word %q", w)
+		}
+		rec, err := csv.NewReader(strings.NewReader(field)).Read()
+		if err != nil || len(rec) != 1 {
+			t.Fatalf("field %q: %q, %v", field, rec, err)
+		}
+		k, v, _ := strings.Cut(rec[0], "=")
+		got[k] = v
+	}
+	if len(got) != len(ann) {
+		t.Errorf("got %q, want %q", got, ann)
+	}
+	for k, v := range ann {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
 	}
 }
