@@ -337,24 +337,30 @@ func StopCollector(dir string, timeout time.Duration) (StopResult, error) {
 	if err := unix.Kill(p.pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
 		return res, fmt.Errorf("stop collector %d: %w", p.pid, err)
 	}
-	if waitExit(p, pidfd, timeout) {
+	// The outcome is the collector's last act: once it is there, the
+	// process only exits (its fanotify group's release alone takes
+	// milliseconds), and nothing it does touches the run folder.
+	outcome := filepath.Join(dir, OutcomeFile)
+	ended := func() bool { _, err := os.Lstat(outcome); return err == nil }
+	if waitExit(p, pidfd, timeout, ended) {
 		return res, nil
 	}
 
 	res.Killed = true
 	unix.Kill(p.pid, unix.SIGKILL)
-	if !waitExit(p, pidfd, 2*time.Second) {
+	if !waitExit(p, pidfd, 2*time.Second, nil) {
 		return res, fmt.Errorf("stop collector %d: still running after SIGKILL", p.pid)
 	}
 	return res, nil
 }
 
-// waitExit waits for the process to exit, through its pidfd when there is
-// one, else by polling /proc.
-func waitExit(p proc, pidfd int, timeout time.Duration) bool {
+// waitExit waits for the process to exit, or for ended (when not nil) to
+// say it is done, through its pidfd when there is one, else by polling
+// /proc.
+func waitExit(p proc, pidfd int, timeout time.Duration, ended func() bool) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if !p.alive() {
+		if !p.alive() || (ended != nil && ended()) {
 			return true
 		}
 		left := time.Until(deadline)
@@ -363,6 +369,9 @@ func waitExit(p proc, pidfd int, timeout time.Duration) bool {
 		}
 		if pidfd >= 0 {
 			step := min(left, 50*time.Millisecond)
+			if ended != nil {
+				step = min(left, time.Millisecond)
+			}
 			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 			unix.Poll(fds, int(step.Milliseconds())+1)
 			continue

@@ -109,7 +109,7 @@ func TestCollectorStartFailures(t *testing.T) {
 		if pid > 0 {
 			// Killed on failure: gone (or a zombie) shortly after.
 			p, _ := readPidFile(dir)
-			if !waitExit(p, -1, 2*time.Second) {
+			if !waitExit(p, -1, 2*time.Second, nil) {
 				t.Errorf("%s: collector %d still running", c.name, pid)
 			}
 		}
@@ -161,7 +161,7 @@ sleep 30`)
 		t.Fatalf("pid file: %+v %v, want pid %d", p, err, l.Pid)
 	}
 	l.Abort()
-	if !waitExit(p, -1, 3*time.Second) {
+	if !waitExit(p, -1, 3*time.Second, nil) {
 		t.Fatal("aborted collector still running")
 	}
 	l.Abort() // twice: harmless

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -67,6 +68,7 @@ type Log struct {
 	line       []byte
 	written    int64 // bytes of whole entries in the binary list
 	syncedTo   int64 // bytes of it the extender synced
+	noSync     bool  // WithoutSync
 	entries    int
 	violations int
 	incomplete []string
@@ -82,6 +84,8 @@ type Log struct {
 	done chan struct{}
 	// closeCh is closed by Close: the extender's waits end at once.
 	closeCh chan struct{}
+	// extTid is the extender's thread, 0 until it runs.
+	extTid atomic.Int32
 
 	// extended and extendedAt are the extender's progress: the number of
 	// entries extended and the offset of the next one.
@@ -90,9 +94,23 @@ type Log struct {
 	tpmFailed  bool
 }
 
+// LogOption changes a setting of a Log.
+type LogOption func(*Log)
+
+// WithoutSync makes the Log never fsync its lists. Only the order of
+// list and extends remains: an entry is extended after its whole write,
+// so the PCR never runs ahead of the list a crashed collector leaves.
+// For lists on a file system that does not outlive a boot (a run folder
+// under /run, tmpfs on most hosts, where a sync does nothing anyway):
+// after a power loss the TPM's PCRs are reset and the list is never
+// read, so syncing it only costs journal commits on the way.
+func WithoutSync() LogOption {
+	return func(l *Log) { l.noSync = true }
+}
+
 // OpenLog creates the two lists in dir (truncating any earlier ones) and
 // starts the Log's extender.
-func OpenLog(dir string) (*Log, error) {
+func OpenLog(dir string, opts ...LogOption) (*Log, error) {
 	flags := os.O_WRONLY | os.O_CREATE | os.O_TRUNC | os.O_APPEND
 	bin, err := os.OpenFile(filepath.Join(dir, BinaryListFile), flags, 0o644)
 	if err != nil {
@@ -117,6 +135,9 @@ func OpenLog(dir string) (*Log, error) {
 		wake:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
 		closeCh: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(l)
 	}
 	go l.extender()
 	return l, nil
@@ -241,6 +262,12 @@ func (l *Log) Close(timeout time.Duration) error {
 	close(l.closeCh)
 	l.notify()
 	l.mu.Unlock()
+	// Nothing measures any more: the extender's last pass is what the
+	// caller waits for, and at nice 10 a busy machine (a runtime tearing
+	// the container down) would starve it for milliseconds.
+	if tid := l.extTid.Load(); tid != 0 {
+		unix.Setpriority(unix.PRIO_PROCESS, int(tid), 0)
+	}
 
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
@@ -264,7 +291,7 @@ func (l *Log) Close(timeout time.Duration) error {
 	errs = append(errs, l.failed)
 	// The extender's last pass synced the whole list unless it failed
 	// or did not finish; only then is it synced again here.
-	if timedOut || l.syncedTo < l.written {
+	if !l.noSync && (timedOut || l.syncedTo < l.written) {
 		if err := l.bin.Sync(); err != nil {
 			errs = append(errs, fmt.Errorf("binary measurement list: %w", err))
 		}
@@ -311,6 +338,7 @@ func (l *Log) extender() {
 	defer runtime.UnlockOSThread()
 	unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), extenderNice)
 	defer unix.Setpriority(unix.PRIO_PROCESS, unix.Gettid(), 0)
+	l.extTid.Store(int32(unix.Gettid()))
 
 	var banks []ima.Hash
 	synced := int64(0)
@@ -325,7 +353,7 @@ func (l *Log) extender() {
 
 		// Sync at most every syncEvery while entries keep coming, so a
 		// busy container does not pay for a journal commit per entry.
-		if written > synced && !closing {
+		if written > synced && !closing && !l.noSync {
 			if wait := syncEvery - time.Since(lastSync); wait > 0 {
 				l.sleep(wait)
 				l.mu.Lock()
@@ -398,6 +426,9 @@ func (l *Log) sleep(d time.Duration) {
 
 // syncLists flushes both lists to the disk.
 func (l *Log) syncLists() error {
+	if l.noSync {
+		return nil
+	}
 	if err := l.bin.Sync(); err != nil {
 		return fmt.Errorf("binary measurement list: sync: %w", err)
 	}

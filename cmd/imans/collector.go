@@ -283,7 +283,8 @@ func collectorBackend(spec measure.Spec, tpmUp <-chan struct{}, attached func(bo
 	switch spec.Backend {
 	case measure.Fanotify:
 		return measure.NewFanotify(spec, measure.WithCloseTimeout(collectorCloseTimeout),
-			measure.WithTPMUp(tpmUp), measure.WithTPMAttached(attached))
+			measure.WithTPMUp(tpmUp), measure.WithTPMAttached(attached),
+			measure.WithoutListSync())
 	case measure.Kernel:
 		return measure.NewKernel(spec)
 	}

@@ -153,8 +153,10 @@ func hookCreateRuntime(stdin io.Reader) error {
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
+	hookTrace("create bundle config")
 	rootfs := hook.RootfsPath(st.Bundle, cfg)
 	c, cerr := hookConfig(p, ann)
+	hookTrace("create hookconfig")
 	rec := hook.NewRecord(p, st, rootfs, c)
 	if err == nil {
 		err = cerr
