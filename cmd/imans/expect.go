@@ -30,6 +30,8 @@ func expectCommand() *cli.Command {
 			&cli.StringFlag{Name: "from-report", Required: true,
 				Usage: "container id or report file of a trusted run"},
 			&cli.BoolFlag{Name: "json", Usage: "print one JSON object of annotations"},
+			&cli.BoolFlag{Name: "no-pcr10", Usage: "leave PCR 10 out: for containers " +
+				"whose processes run side by side, which measure in another order each run"},
 			&cli.BoolFlag{Name: "podman", Usage: "print them as podman run arguments, " +
 				"quoted for podman's CSV and for sh, on one line"},
 			&cli.StringFlag{Name: "policy", Usage: "the run's io.imans.policy (text or " +
@@ -48,6 +50,13 @@ func expectFromReport(c *cli.Context) error {
 		c.IsSet("policy"))
 	if err != nil {
 		return err
+	}
+	if c.Bool("no-pcr10") {
+		for k := range ann {
+			if strings.HasPrefix(k, policy.AnnotationExpectPCR10) {
+				delete(ann, k)
+			}
+		}
 	}
 
 	if c.Bool("json") {
