@@ -86,15 +86,22 @@ config() {
 EOF
 }
 
-# run runs the bundle as container $1 and shows its report.
+reports=${IMANS_STATE_DIR:-/var/lib/imans}/reports
+
+# run runs the bundle as container $1 and shows its report. The report of
+# an earlier demo is removed first: a run whose hooks failed must not show
+# the last one's verdict.
 run() {
 	runc delete -f "$1" >/dev/null 2>&1 || true
+	rm -f "$reports/$1.json" "$reports/$1.log.bin" "$reports/$1.log.txt"
 	echo "-- runc run $1"
-	runc run --bundle "$bundle" "$1" </dev/null | sed 's/^/   container: /'
-	"$imans" report show "$1" | sed 's/^/   /'
+	status=0
+	runc run --bundle "$bundle" "$1" </dev/null >"$work/$1.out" 2>&1 || status=$?
+	sed 's/^/   container: /' "$work/$1.out"
+	[ "$status" = 0 ] || die "runc run $1 failed (exit status $status)"
+	"$imans" report show "$1" >"$work/$1.report" || die "no report for $1"
+	sed 's/^/   /' "$work/$1.report"
 }
-
-reports=${IMANS_STATE_DIR:-/var/lib/imans}/reports
 
 echo "== 1. learning run: no expectations yet (so every measured file is unexpected: fail)"
 config '{"io.imans.enable": "true"}'
