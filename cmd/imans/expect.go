@@ -130,6 +130,7 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	// list whose sha256 the report took along with the TPM's values.
 	sum := sha256.New()
 	digests := map[string][]string{}
+	var violations []string
 	rd := ima.NewBinaryReader(io.TeeReader(f, sum))
 	for i := 0; ; i++ {
 		e, err := rd.Next()
@@ -140,6 +141,8 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 			return nil, fmt.Errorf("expect: list %s entry %d: %w", listPath, i, err)
 		}
 		if e.IsViolation() {
+			name, _ := e.FileName()
+			violations = append(violations, fmt.Sprintf("%q (entry %d)", name, i))
 			continue
 		}
 		name, err := e.FileName()
@@ -162,6 +165,13 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 		return nil, fmt.Errorf("expect: list %s has sha256 %s, not the run's list "+
 			"(log_sha256 %s in the report)", listPath, got, r.TPM.LogSHA256)
 	}
+	if len(violations) > 0 {
+		fmt.Fprintf(expectWarn, "imans: expect: warning: the run has %d violation(s), "+
+			"%s: every run with them fails, and annotations cannot exclude a path; "+
+			"put the digests in an expectations file with \"excludes\" "+
+			"(%s=@name) or stop the writer opening the file while it is read\n",
+			len(violations), strings.Join(violations, ", "), policy.AnnotationExpectDigests)
+	}
 	body, err := json.Marshal(digests)
 	if err != nil {
 		return nil, err
@@ -178,6 +188,9 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	}
 	return ann, nil
 }
+
+// expectWarn receives the warnings of imans expect.
+var expectWarn io.Writer = os.Stderr
 
 // runKeys are the annotations that decide what is measured and how, as
 // opposed to what is expected: the next run must keep them to measure the

@@ -329,3 +329,30 @@ func TestExpectNoPCR10(t *testing.T) {
 		t.Errorf("--no-pcr10 dropped the digests: %v", ann)
 	}
 }
+
+// A violation is a finding of every run that has it, and annotations cannot
+// exclude a path: say that the learnt annotations will not pass.
+func TestExpectWarnsOfViolations(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	list, err := os.ReadFile(r.Info.BinaryLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list = ima.NewViolation(10, "/app/log").AppendBinary(list, binary.LittleEndian)
+	if err := os.WriteFile(r.Info.BinaryLog, list, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(list)
+	r.TPM.LogSHA256 = hex.EncodeToString(sum[:])
+
+	var warn strings.Builder
+	expectWarn = &warn
+	defer func() { expectWarn = os.Stderr }()
+	if _, err := expectAnnotations(r, r.Info.BinaryLog); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(warn.String(), "violation") ||
+		!strings.Contains(warn.String(), `"/app/log" (entry 1)`) {
+		t.Errorf("warning %q, want one naming the violation of /app/log", warn.String())
+	}
+}
