@@ -85,6 +85,32 @@ while :; do sleep 0.01; done`)
 	}
 }
 
+// A collector that has written its outcome is done with the run folder:
+// the stop does not wait for its exit (a fanotify group's release alone
+// takes milliseconds), nor kills it.
+func TestCollectorDoneAtOutcome(t *testing.T) {
+	dir := t.TempDir()
+	exe := fakeCollector(t, `trap 'echo "{}" > "$3/collector.json"' TERM
+echo ready >&3
+exec 3>&-
+while :; do sleep 0.01; done`)
+	pid, err := StartCollector(exe, dir, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	res, err := StopCollector(dir, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Pid != pid || !res.WasRunning || res.Killed {
+		t.Errorf("stop: %+v, want running, not killed", res)
+	}
+	if p, _ := readPidFile(dir); !p.alive() {
+		t.Error("collector gone: the stop should not have waited for its exit")
+	}
+}
+
 func TestCollectorStartFailures(t *testing.T) {
 	cases := []struct {
 		name, body, want string

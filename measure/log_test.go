@@ -23,9 +23,19 @@ func testEntry(t testing.TB, name string) *ima.Entry {
 }
 
 func TestLogWritesBothListsAndExtendsInOrder(t *testing.T) {
+	testLogOrder(t)
+}
+
+// Without syncs, and closed while the extender waits for the list to be
+// quiet: the same lists and PCR.
+func TestLogWithoutSyncExtendsInOrder(t *testing.T) {
+	testLogOrder(t, WithoutSync())
+}
+
+func testLogOrder(t *testing.T, opts ...LogOption) {
 	sw := startTestSwtpm(t)
 	dir := t.TempDir()
-	l, err := OpenLog(dir)
+	l, err := OpenLog(dir, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
