@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // maxReportSize bounds a report file read back.
@@ -90,11 +91,19 @@ func (r *Report) Write(path string) error {
 // Read reads a report file: the schema first, then the body of that
 // schema's version.
 func Read(path string) (*Report, error) {
-	f, err := os.Open(path)
+	// O_NONBLOCK: opening a FIFO for reading would wait for a writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("read report: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("read report %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("read report %s: not a regular file (%s)", path, fi.Mode().Type())
+	}
 
 	data, err := io.ReadAll(io.LimitReader(f, maxReportSize+1))
 	if err != nil {

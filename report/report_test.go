@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestCompare(t *testing.T) {
@@ -225,5 +227,30 @@ func TestSummaryEscapesNames(t *testing.T) {
 	}
 	if lines := strings.Count(out, "\n"); lines != 6 {
 		t.Errorf("summary has %d lines, want 6:\n%s", lines, out)
+	}
+}
+
+// A FIFO or a device given as a report must not block the reader.
+func TestReadNotRegular(t *testing.T) {
+	fifo := filepath.Join(t.TempDir(), "r.json")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := Read(fifo)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("fifo: %v, want not a regular file", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read of a fifo blocks")
+	}
+	if _, err := Read("/dev/zero"); err == nil ||
+		!strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero: %v, want not a regular file", err)
 	}
 }
