@@ -33,6 +33,9 @@ type deadliner interface {
 type channel struct {
 	addr   string
 	device bool // a character device: one read returns a whole response
+	// pollable: the device's file takes deadlines, and so was opened
+	// non-blocking (see readDevice).
+	pollable bool
 
 	mu      sync.Mutex
 	conn    deadliner
@@ -179,7 +182,7 @@ func (c *channel) roundTrip(conn deadliner, cmd []byte) ([]byte, error) {
 
 	if c.device {
 		buf := make([]byte, maxResponse)
-		n, err := conn.Read(buf)
+		n, err := readDevice(conn, buf, c.pollable)
 		if err != nil {
 			return nil, err
 		}
@@ -216,4 +219,38 @@ func (c *channel) classify(err error, d time.Duration) error {
 		return fmt.Errorf("tpm %s: %w (did swtpm die?): %w", c.addr, ErrGone, err)
 	}
 	return fmt.Errorf("tpm %s: %w", c.addr, err)
+}
+
+// readDevice reads one response from a TPM character device. Go opens a
+// device that can be polled in non-blocking mode, and there the kernel
+// runs each command asynchronously: a read before the response is ready
+// returns 0 bytes, not EAGAIN. So an empty read waits for the device to
+// become readable (the kernel wakes pollers when the response is there),
+// under the deadline already set on the file.
+func readDevice(conn io.Reader, buf []byte, pollable bool) (int, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok || !pollable {
+		return conn.Read(buf)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+
+	var n int
+	var rerr error
+	err = raw.Read(func(fd uintptr) bool {
+		n, rerr = syscall.Read(int(fd), buf)
+		if errors.Is(rerr, syscall.EAGAIN) || (rerr == nil && n == 0) {
+			return false
+		}
+		return true
+	})
+	if err != nil {
+		return 0, err
+	}
+	if rerr != nil {
+		return 0, rerr
+	}
+	return n, nil
 }

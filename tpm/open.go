@@ -109,7 +109,9 @@ func openDevice(path string) (*channel, error) {
 	if err != nil {
 		return nil, openError(path, err)
 	}
-	return newChannel(path, f, true), nil
+	c := newChannel(path, f, true)
+	c.pollable = f.SetDeadline(time.Time{}) == nil
+	return c, nil
 }
 
 // dialChannel connects to a swtpm server socket.
