@@ -107,6 +107,14 @@ func Enabled(configJSON []byte) (bool, error) {
 // runtime-spec or not, keeps its value (object keys come out sorted and
 // the text compact).
 func InjectHooks(configJSON []byte, imansPath string) (out []byte, changed bool, err error) {
+	return InjectHooksEnv(configJSON, imansPath, nil)
+}
+
+// InjectHooksEnv is InjectHooks with env ("NAME=value" entries) added to
+// the environment of the entries it adds, after PATH: runtimes run a hook
+// with its entry's environment only.
+func InjectHooksEnv(configJSON []byte, imansPath string, env []string) (out []byte,
+	changed bool, err error) {
 	if !filepath.IsAbs(imansPath) {
 		return nil, false, fmt.Errorf("%w: %q", ErrNotAbsolute, imansPath)
 	}
@@ -128,6 +136,7 @@ func InjectHooks(configJSON []byte, imansPath string) (out []byte, changed bool,
 	}
 
 	for _, h := range Hooks(imansPath) {
+		h.Env = append(h.Env, env...)
 		present, err := hasHook(stages[h.Stage], h.Args)
 		if err != nil {
 			return nil, false, fmt.Errorf("config.json: hooks.%s: %w", h.Stage, err)

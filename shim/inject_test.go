@@ -215,3 +215,27 @@ func FuzzInjectHooks(f *testing.F) {
 		}
 	})
 }
+
+// The wrapper passes its own IMANS_STATE_DIR and IMANS_RUN_DIR to the hooks,
+// which runtimes run with the entry's environment only.
+func TestInjectHooksEnv(t *testing.T) {
+	config := []byte(`{"annotations":{"io.imans.enable":"true"}}`)
+	out, changed, err := InjectHooksEnv(config, "/usr/bin/imans",
+		[]string{"IMANS_STATE_DIR=/srv/imans"})
+	if err != nil || !changed {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	var doc struct {
+		Hooks map[string][]Hook `json:"hooks"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, stage := range []string{StageCreateRuntime, StagePoststop} {
+		got := doc.Hooks[stage]
+		if len(got) != 1 || len(got[0].Env) != 2 || got[0].Env[0] != HookPATH ||
+			got[0].Env[1] != "IMANS_STATE_DIR=/srv/imans" {
+			t.Errorf("%s: %+v", stage, got)
+		}
+	}
+}

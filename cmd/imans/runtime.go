@@ -13,6 +13,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imans-project/imans/hook"
 	"github.com/imans-project/imans/shim"
 )
 
@@ -88,7 +89,7 @@ func prepareBundle(path string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	out, changed, err := shim.InjectHooks(config, self)
+	out, changed, err := shim.InjectHooksEnv(config, self, hookEnv())
 	if err != nil {
 		return fmt.Errorf("imans runtime: bundle %s: %w", filepath.Dir(path), err)
 	}
@@ -101,6 +102,18 @@ func prepareBundle(path string, log *slog.Logger) error {
 	}
 	log.Info("imans hooks added to " + path + " (hook " + self + ")")
 	return nil
+}
+
+// hookEnv is the part of the wrapper's environment the hooks need: the
+// folders imans uses, when set to absolute paths (the hook ignores others).
+func hookEnv() []string {
+	var env []string
+	for _, name := range []string{hook.StateDirEnv, hook.RunDirEnv} {
+		if v := os.Getenv(name); filepath.IsAbs(v) {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
 }
 
 // selfPath is the absolute path of the imans binary, links resolved: the

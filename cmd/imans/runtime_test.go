@@ -71,3 +71,12 @@ func TestRuntimeMainBadConfig(t *testing.T) {
 		t.Fatalf("exit %d, log %s", code, data)
 	}
 }
+
+func TestRuntimeHookEnv(t *testing.T) {
+	t.Setenv("IMANS_STATE_DIR", "/srv/imans")
+	t.Setenv("IMANS_RUN_DIR", "relative/is/ignored")
+	got := hookEnv()
+	if len(got) != 1 || got[0] != "IMANS_STATE_DIR=/srv/imans" {
+		t.Errorf("hookEnv %q, want the absolute IMANS_STATE_DIR only", got)
+	}
+}
