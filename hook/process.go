@@ -337,9 +337,10 @@ func StopCollector(dir string, timeout time.Duration) (StopResult, error) {
 	if err := unix.Kill(p.pid, unix.SIGTERM); err != nil && !errors.Is(err, unix.ESRCH) {
 		return res, fmt.Errorf("stop collector %d: %w", p.pid, err)
 	}
-	// The outcome is the collector's last act: once it is there, the
-	// process only exits (its fanotify group's release alone takes
-	// milliseconds), and nothing it does touches the run folder.
+	// The outcome is the collector's last word: once it is there, the
+	// process only stops its TPM (StopSwtpmDir waits for that swtpm's
+	// exit too) and exits (its fanotify group's release alone takes
+	// milliseconds); it writes nothing more into the run folder.
 	outcome := filepath.Join(dir, OutcomeFile)
 	ended := func() bool { _, err := os.Lstat(outcome); return err == nil }
 	if waitExit(p, pidfd, timeout, ended) {

@@ -157,9 +157,7 @@ func collectorMain(dir string) error {
 	<-tpmDone
 	out.ContainerExited = exited()
 
-	// The list is closed and every entry extended: read PCR 10 now and
-	// stop the TPM, so nothing of this container outlives the collector
-	// (crun run, a subreaper, waits for every process it inherits).
+	// The list is closed and every entry extended: read PCR 10 now.
 	if swtpm != nil {
 		pcrs, perr := hook.ReadPCR10(spec.TPM)
 		out.PCR10 = pcrs
@@ -167,8 +165,6 @@ func collectorMain(dir string) error {
 			out.PCRError = perr.Error()
 		}
 		hookTrace("collector pcr read")
-		swtpm.Stop()
-		hookTrace("collector tpm stopped")
 	}
 
 	out.Status = status
@@ -184,6 +180,16 @@ func collectorMain(dir string) error {
 	out.Stopped = time.Now().UTC()
 	werr := hook.WriteJSON(dir, hook.OutcomeFile, out)
 	hookTrace("collector outcome")
+
+	// With the outcome written, poststop goes on; the TPM is stopped
+	// meanwhile, so nothing of this container outlives the collector
+	// (crun run, a subreaper, waits for every process it inherits).
+	// poststop's own stop of the TPM waits for the same exit before it
+	// removes the run folder.
+	if swtpm != nil {
+		swtpm.Stop()
+		hookTrace("collector tpm stopped")
+	}
 	if werr != nil {
 		return werr
 	}
