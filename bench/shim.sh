@@ -9,6 +9,7 @@
 # times the wrapper alone, with /bin/true as its runtime.
 # Needs root, runc and busybox-static. N runs of each (default 60).
 set -euo pipefail
+export CGO_ENABLED=0  # static, as make build makes it
 
 N=${N:-60}
 GO=${GO:-go}
