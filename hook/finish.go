@@ -67,8 +67,8 @@ type Finished struct {
 
 // Finish ends a container's measurement and writes its report: it stops
 // the collector, reads PCR 10 from the container's TPM, replays the list,
-// compares both with the expectations, writes the report atomically, stops
-// the TPM and removes the run folder. Every problem with the evidence
+// compares both with the expectations, writes the report atomically while
+// it stops the TPM and removes its folder, then removes the run folder. Every problem with the evidence
 // becomes an incomplete reason in the report, not an error; an error means
 // no report could be written anywhere (or ErrAlreadyReported).
 //
@@ -102,6 +102,17 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 
 	copied := copyLists(r, p, dir, st.ID)
 	r.Decide()
+
+	// The TPM is no evidence any more (its PCR 10 is in the report): it
+	// is stopped and its folder removed while the report is synced.
+	tpmErr := make(chan error, 1)
+	go func() {
+		err := tpm.StopSwtpmDir(tpmDir)
+		if err == nil {
+			err = os.RemoveAll(tpmDir)
+		}
+		tpmErr <- err
+	}()
 	werr := r.Write(res.Path)
 	if werr == nil && !copied {
 		werr = errors.New("lists not copied next to the report")
@@ -115,14 +126,14 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		}
 	}
 
-	tpmErr := tpm.StopSwtpmDir(tpmDir)
+	stopErr := <-tpmErr
 	if werr != nil {
 		return res, fmt.Errorf("write report: %w", werr)
 	}
-	if tpmErr != nil {
+	if stopErr != nil {
 		// The report is written; a swtpm that would not stop is logged
 		// by the caller, and the folder is left for the next cleanup.
-		return res, fmt.Errorf("report written, but stop tpm: %w", tpmErr)
+		return res, fmt.Errorf("report written, but stop tpm: %w", stopErr)
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return res, fmt.Errorf("report written, but remove run folder: %w", err)
