@@ -101,6 +101,18 @@ func newInstaller(c *cli.Context) (*installer, error) {
 		dry:       c.Bool("dry-run"),
 	}
 
+	// Engines resolve a relative folder from their own: name it absolute.
+	for _, p := range []*string{&in.hooksDir, &in.ctrConfig} {
+		if *p == "" {
+			continue
+		}
+		abs, err := filepath.Abs(*p)
+		if err != nil {
+			return nil, fmt.Errorf("install: %w", err)
+		}
+		*p = abs
+	}
+
 	if prefix := c.String("prefix"); prefix != "" {
 		abs, err := filepath.Abs(prefix)
 		if err != nil {

@@ -187,3 +187,22 @@ func TestInstallStagedSaysSo(t *testing.T) {
 		}
 	}
 }
+
+// podman resolves --hooks-dir from its own folder: the note names the
+// folder absolute.
+func TestInstallRelativeHooksDir(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	out, err := runInstall(t, "podman", "--hooks-dir", "hooks", "--prefix", "/opt/imans",
+		"--destdir", "stage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	abs := filepath.Join(dir, "hooks")
+	if !strings.Contains(out, "pass --hooks-dir "+abs+" to podman") {
+		t.Errorf("note does not name %s:\n%s", abs, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "stage", abs, "imans-poststop.json")); err != nil {
+		t.Errorf("hooks.d file not staged under the absolute folder: %v", err)
+	}
+}
