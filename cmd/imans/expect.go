@@ -223,6 +223,14 @@ func runAnnotations(r *report.Report, policyAnn string, given bool) (map[string]
 			"one and cannot be read again (%w): give it with --policy (the run's %s)",
 			r.Info.PolicySHA256, err, policy.AnnotationPolicy)
 	}
+	// The report knows the mode the run had; the bundle may have changed.
+	switch r.Info.Mode {
+	case string(policy.ModeEnforce):
+		ann[policy.AnnotationMode] = r.Info.Mode
+	case string(policy.ModeAudit):
+		delete(ann, policy.AnnotationMode) // the default
+	}
+
 	from := "bundle " + r.Info.Bundle
 	if given {
 		ann[policy.AnnotationPolicy] = policyAnn

@@ -356,3 +356,24 @@ func TestExpectWarnsOfViolations(t *testing.T) {
 		t.Errorf("warning %q, want one naming the violation of /app/log", warn.String())
 	}
 }
+
+// The mode is the one the run had (the report's), not the bundle's now.
+func TestExpectModeFromReport(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true",
+		policy.AnnotationMode: "enforce"}, policy.BuiltinText())
+	r.Info.Mode = "audit"
+	ann, err := expectAnnotations(r, r.Info.BinaryLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := ann[policy.AnnotationMode]; ok {
+		t.Errorf("run in audit mode learnt %s=%s", policy.AnnotationMode, m)
+	}
+
+	r, _ = learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	r.Info.Mode = "enforce"
+	ann, err = expectAnnotations(r, r.Info.BinaryLog)
+	if err != nil || ann[policy.AnnotationMode] != "enforce" {
+		t.Errorf("run in enforce mode: %v, %v", ann, err)
+	}
+}
