@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -81,6 +83,11 @@ func runtimeMain(args []string) int {
 // the container asks for imans.
 func prepareBundle(path string, log *slog.Logger) error {
 	config, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Nothing to add hooks to, and nothing the runtime can create a
+		// container from: its own message (or its --help) is the answer.
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("imans runtime: %w", err)
 	}

@@ -80,3 +80,17 @@ func TestRuntimeHookEnv(t *testing.T) {
 		t.Errorf("hookEnv %q, want the absolute IMANS_STATE_DIR only", got)
 	}
 }
+
+// `run --help`, `create -h` and `create` without a bundle in the current
+// folder are the runtime's to answer: a missing config.json is not the
+// wrapper's error (the runtime cannot create a container without it).
+func TestPrepareBundleMissingConfig(t *testing.T) {
+	log := newRuntimeLogger("", "")
+	if err := prepareBundle(filepath.Join(t.TempDir(), "config.json"), log); err != nil {
+		t.Errorf("missing config.json: %v, want it left to the runtime", err)
+	}
+	dir := t.TempDir()
+	if err := prepareBundle(dir, log); err == nil {
+		t.Errorf("config.json a folder: no error")
+	}
+}
