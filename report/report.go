@@ -129,10 +129,19 @@ type Finding struct {
 
 // Decide sets the verdict from the findings and the incomplete reasons. A
 // report whose list is not vouched for by the TPM (no PCR read, or a replay
-// that differs) is incomplete even when the caller gave no reason.
+// that differs) is incomplete even when the caller gave no reason, and so
+// is an empty list: a policy that measures executed programs (the built-in
+// one does) records at least the container's own program, so an empty list
+// means that nothing of the run was measured, and there is nothing to pass.
 func (r *Report) Decide() {
 	if len(r.Incomplete) == 0 && (len(r.TPM.PCR10) == 0 || !r.TPM.ListMatches) {
 		r.Incomplete = append(r.Incomplete, "the list is not vouched for by the TPM")
+	}
+	if len(r.Incomplete) == 0 && r.TPM.Entries == 0 {
+		r.Incomplete = append(r.Incomplete, "nothing was measured: the list is empty "+
+			"(the container's process never started, every file it used is on a "+
+			"filesystem the policy does not measure, such as tmpfs, or the policy "+
+			"measures none of them)")
 	}
 
 	switch {

@@ -56,7 +56,8 @@ func TestCompare(t *testing.T) {
 }
 
 func TestDecide(t *testing.T) {
-	vouched := Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true}
+	vouched := Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true, Entries: 1}
+	empty := Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true}
 	cases := []struct {
 		name string
 		r    Report
@@ -67,6 +68,9 @@ func TestDecide(t *testing.T) {
 		{"reason wins over finding", Report{TPM: vouched, Incomplete: []string{"x"},
 			Findings: []Finding{{Kind: ChangedFile}}}, Incomplete},
 		{"no tpm read", Report{}, Incomplete},
+		// a container whose process never started, or whose files are all
+		// on a filesystem the policy leaves out (tmpfs): nothing to vouch for
+		{"empty list", Report{TPM: empty}, Incomplete},
 		{"replay differs", Report{TPM: Evidence{PCR10: vouched.PCR10}}, Incomplete},
 	}
 	for _, c := range cases {
