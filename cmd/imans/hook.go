@@ -118,19 +118,16 @@ func hookCreateRuntime(stdin io.Reader) error {
 		return nil
 	}
 
+	// The collector is launched first: its process start is the slow
+	// part of the hook, and it goes on while the rest is done.
 	p := hook.DefaultPaths()
-	log, closeLog := hookLogger(p, st.ID)
-	defer closeLog()
-	hookTrace("create logger")
-	for _, id := range hook.CleanStale(p) {
-		log.Info("removed stale run folder", "stale", id)
-	}
-
 	// In doubt about the mode (bad annotations), enforce only when the
 	// mode annotation says so.
 	enforce := ann[policy.AnnotationMode] == string(policy.ModeEnforce)
 	dir, err := hook.PrepareRunDir(p, st.ID)
 	if err != nil {
+		log, closeLog := hookLogger(p, st.ID)
+		defer closeLog()
 		log.Error("no run folder, not measured", "err", err)
 		if enforce {
 			return hookFail("create-runtime refused: %s: %v", st.ID, err)
@@ -149,14 +146,17 @@ func hookCreateRuntime(stdin io.Reader) error {
 		defer launch.Abort()
 	}
 
+	log, closeLog := hookLogger(p, st.ID)
+	defer closeLog()
+	for _, id := range hook.CleanStale(p) {
+		log.Info("removed stale run folder", "stale", id)
+	}
 	hookTrace("create launched")
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
-	hookTrace("create bundle config")
 	rootfs := hook.RootfsPath(st.Bundle, cfg)
 	c, cerr := hookConfig(p, ann)
-	hookTrace("create hookconfig")
 	rec := hook.NewRecord(p, st, rootfs, c)
 	if err == nil {
 		err = cerr
