@@ -9,7 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/imans-project/imans/ima"
 	"github.com/imans-project/imans/policy"
@@ -375,5 +377,28 @@ func TestExpectModeFromReport(t *testing.T) {
 	ann, err = expectAnnotations(r, r.Info.BinaryLog)
 	if err != nil || ann[policy.AnnotationMode] != "enforce" {
 		t.Errorf("run in enforce mode: %v, %v", ann, err)
+	}
+}
+
+// The list named by a report is opened without blocking: a FIFO there is
+// refused at once.
+func TestExpectListFIFO(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	fifo := filepath.Join(t.TempDir(), "list")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := expectAnnotations(r, fifo)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("fifo: %v, want not a regular file", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("expect blocks on a fifo")
 	}
 }
