@@ -175,6 +175,16 @@ func TestHookEnforceRefuses(t *testing.T) {
 		t.Fatalf("enforce with a bad annotation: %v\n%s", res.err, res.out)
 	}
 	delete(b.spec.Annotations, "io.imans.expect.digests")
+
+	// A typo in the mode fails closed: refused, naming the key, even
+	// though the measurement itself could start.
+	b.spec.Annotations["io.imans.mode"] = "enforced"
+	b.save(t)
+	res = e.run("runc", b, "refused-typo")
+	if res.err == nil || !strings.Contains(res.out, "io.imans.mode") ||
+		strings.Contains(res.out, "hello from imans") {
+		t.Fatalf("mode typo: %v\n%s", res.err, res.out)
+	}
 	b.spec.Annotations["io.imans.backend"] = "kernel"
 
 	// In audit mode the same container runs, and its report says why it

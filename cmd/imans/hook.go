@@ -121,9 +121,9 @@ func hookCreateRuntime(stdin io.Reader) error {
 	// The collector is launched first: its process start is the slow
 	// part of the hook, and it goes on while the rest is done.
 	p := hook.DefaultPaths()
-	// In doubt about the mode (bad annotations), enforce only when the
-	// mode annotation says so.
-	enforce := ann[policy.AnnotationMode] == string(policy.ModeEnforce)
+	// A missing mode is audit; a mode that is neither audit nor enforce
+	// is taken as enforce, so a typo refuses the container.
+	enforce, modeErr := hook.Enforced(ann)
 	dir, err := hook.PrepareRunDir(p, st.ID)
 	if err != nil {
 		log, closeLog := hookLogger(p, st.ID)
@@ -158,6 +158,9 @@ func hookCreateRuntime(stdin io.Reader) error {
 	rootfs := hook.RootfsPath(st.Bundle, cfg)
 	c, cerr := hookConfig(p, ann)
 	rec := hook.NewRecord(p, st, rootfs, c)
+	if err == nil {
+		err = modeErr
+	}
 	if err == nil {
 		err = cerr
 	}
