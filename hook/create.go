@@ -140,7 +140,7 @@ func CleanStale(p Paths) []string {
 	}
 	var removed []string
 	for _, e := range entries {
-		if !e.IsDir() || CheckID(e.Name()) != nil {
+		if !e.IsDir() || !isFileName(e.Name()) {
 			continue
 		}
 		dir := filepath.Join(p.RunDir, e.Name())

@@ -1,6 +1,8 @@
 package hook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,4 +36,34 @@ func CheckID(id string) error {
 		}
 	}
 	return nil
+}
+
+// hashedPrefix starts the file name of an id CheckID refuses. CheckID
+// refuses a leading '-', so no usable id names the same file.
+const hashedPrefix = "-sha256-"
+
+// FileName returns the file name imans uses for a container id: the id
+// itself when CheckID accepts it, else "-sha256-" and the first 32 hex
+// digits of the id's sha256. Either is a single path element that is
+// never "." or "..", so any id a runtime accepts has a run folder and a
+// report.
+func FileName(id string) string {
+	if CheckID(id) == nil {
+		return id
+	}
+	sum := sha256.Sum256([]byte(id))
+	return hashedPrefix + hex.EncodeToString(sum[:16])
+}
+
+// isFileName says whether name is what FileName returns for some id.
+func isFileName(name string) bool {
+	if CheckID(name) == nil {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, hashedPrefix)
+	if !ok || len(rest) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(rest)
+	return err == nil
 }

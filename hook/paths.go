@@ -58,23 +58,25 @@ func DefaultPaths() Paths {
 	return p
 }
 
-// Run returns the run folder of a container whose id passed CheckID.
-func (p Paths) Run(id string) string { return filepath.Join(p.RunDir, id) }
+// Run returns the run folder of a container (named by FileName).
+func (p Paths) Run(id string) string { return filepath.Join(p.RunDir, FileName(id)) }
 
 // Reports returns the reports folder.
 func (p Paths) Reports() string { return filepath.Join(p.StateDir, reportsFolder) }
 
-// Report returns the report file of a container.
-func (p Paths) Report(id string) string { return filepath.Join(p.Reports(), id+".json") }
+// Report returns the report file of a container (named by FileName).
+func (p Paths) Report(id string) string {
+	return filepath.Join(p.Reports(), FileName(id)+".json")
+}
 
 // ReportList returns where the copy of a container's binary list is kept.
 func (p Paths) ReportList(id string) string {
-	return filepath.Join(p.Reports(), id+".log.bin")
+	return filepath.Join(p.Reports(), FileName(id)+".log.bin")
 }
 
 // ReportASCIIList returns where the copy of a container's ASCII list is kept.
 func (p Paths) ReportASCIIList(id string) string {
-	return filepath.Join(p.Reports(), id+".log.txt")
+	return filepath.Join(p.Reports(), FileName(id)+".log.txt")
 }
 
 // LogFile returns the log file of the imans binary.

@@ -29,8 +29,10 @@ var ErrStateTooLarge = errors.New("oci state larger than 1 MiB")
 // ReadState decodes the OCI state a runtime writes on a hook's stdin. It
 // accepts what runc and crun send: status "creating" or "created" at
 // createRuntime, any ociVersion 1.x (crun says "1.0"), a pid that is 0 or
-// absent at poststop, and unknown extra keys such as crun's "root". The id
-// is checked with CheckID, so the result is safe to use as a path element.
+// absent at poststop, and unknown extra keys such as crun's "root". An
+// empty id is an error. An id CheckID refuses (runc accepts ".hidden" or
+// 250 bytes) returns the state together with an error wrapping ErrBadID,
+// so the caller can still name the container: Paths uses FileName for it.
 func ReadState(r io.Reader) (*specs.State, error) {
 	data, err := io.ReadAll(io.LimitReader(r, MaxStateSize+1))
 	if err != nil {
@@ -53,14 +55,17 @@ func ReadState(r io.Reader) (*specs.State, error) {
 		return nil, errors.New("oci state: trailing data after the json object")
 	}
 
-	if err := CheckID(st.ID); err != nil {
-		return nil, fmt.Errorf("oci state: %w", err)
+	if st.ID == "" {
+		return nil, fmt.Errorf("oci state: %w: empty", ErrBadID)
 	}
 	if st.Pid < 0 {
 		return nil, fmt.Errorf("oci state: negative pid %d", st.Pid)
 	}
 	if st.Bundle != "" && !filepath.IsAbs(st.Bundle) {
 		return nil, fmt.Errorf("oci state: bundle %q is not an absolute path", st.Bundle)
+	}
+	if err := CheckID(st.ID); err != nil {
+		return &st, fmt.Errorf("oci state: %w", err)
 	}
 	return &st, nil
 }

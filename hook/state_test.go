@@ -2,9 +2,12 @@ package hook
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -126,4 +129,38 @@ func FuzzReadState(f *testing.F) {
 			t.Fatalf("accepted id %q", st.ID)
 		}
 	})
+}
+
+func TestReadStateUnusableID(t *testing.T) {
+	long := strings.Repeat("a", 250)
+	for _, id := range []string{".hidden", "--", long, "..", "a/b"} {
+		in := `{"ociVersion":"1.0.2","id":` + strconv.Quote(id) + `,"bundle":"/b",` +
+			`"annotations":{"io.imans.enable":"true"}}`
+		st, err := ReadState(strings.NewReader(in))
+		if !errors.Is(err, ErrBadID) || st == nil || st.ID != id {
+			t.Errorf("%q: state %v err %v, want the state and ErrBadID", id, st, err)
+			continue
+		}
+		name := FileName(id)
+		sum := sha256.Sum256([]byte(id))
+		if want := "-sha256-" + hex.EncodeToString(sum[:16]); name != want {
+			t.Errorf("%q: file name %q, want %q", id, name, want)
+		}
+		if !isFileName(name) || strings.ContainsAny(name, `/\`) || len(name) != 40 {
+			t.Errorf("%q: file name %q unsafe", id, name)
+		}
+		p := Paths{RunDir: "/run/imans", StateDir: "/var/lib/imans"}
+		if got := p.Run(id); got != "/run/imans/"+name {
+			t.Errorf("%q: run folder %q", id, got)
+		}
+		if got := p.Report(id); got != "/var/lib/imans/reports/"+name+".json" {
+			t.Errorf("%q: report %q", id, got)
+		}
+	}
+	if got := FileName("demo-1"); got != "demo-1" {
+		t.Errorf("usable id renamed: %q", got)
+	}
+	if isFileName("-sha256-xyz") || isFileName("..") {
+		t.Error("isFileName accepts a name FileName never makes")
+	}
 }

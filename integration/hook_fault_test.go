@@ -5,6 +5,8 @@ package integration
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,6 +202,41 @@ func TestHookEnforceRefuses(t *testing.T) {
 	}
 }
 
+func TestHookUnusableID(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("u", demoScript, 0)
+	b.save(t)
+	// runc accepts these ids; imans will not make files of them. Audit
+	// mode: the container runs, and its report, under a hashed name,
+	// says why nothing was measured.
+	for _, id := range []string{".hidden", strings.Repeat("i", 250)} {
+		res := e.run("runc", b, id)
+		if res.err != nil || !strings.Contains(res.out, "hello from imans") {
+			t.Fatalf("audit, id %.20q: %v\n%s", id, res.err, res.out)
+		}
+		sum := sha256.Sum256([]byte(id))
+		r := e.reportOf("-sha256-" + hex.EncodeToString(sum[:16]))
+		if r.Verdict != report.Incomplete || r.Info.ContainerID != id ||
+			!anyContains(r.Incomplete, "bad container id") {
+			t.Errorf("audit, id %.20q: %s %q %q", id, r.Verdict, r.Info.ContainerID,
+				r.Incomplete)
+		}
+	}
+
+	// Enforce mode refuses it with one line.
+	b.spec.Annotations["io.imans.mode"] = "enforce"
+	b.save(t)
+	res := e.run("runc", b, ".refused")
+	if res.err == nil || !strings.Contains(res.out, "imans: create-runtime refused:") ||
+		!strings.Contains(res.out, "starts with '.'") ||
+		strings.Contains(res.out, "hello from imans") {
+		t.Fatalf("enforce, id .refused: %v\n%s", res.err, res.out)
+	}
+	if left := e.runFolders(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+}
+
 func TestHookPoststopAlone(t *testing.T) {
 	e := newHookEnv(t)
 	state := []byte(`{"ociVersion":"1.0","id":"lonely","status":"stopped","pid":0,` +
@@ -241,7 +278,7 @@ func TestHookBadStdin(t *testing.T) {
 		want  string
 	}{
 		{"malformed", []byte(`{"id": "a", "bundle": `), "oci state"},
-		{"bad id", []byte(`{"id":"../../etc","bundle":"/b"}`), "bad container id"},
+		{"empty id", []byte(`{"id":"","bundle":"/b"}`), "bad container id: empty"},
 		{"oversized", bytes.Repeat([]byte("x"), 2<<20), "larger than 1 MiB"},
 		{"empty", nil, "stdin is empty"},
 	}

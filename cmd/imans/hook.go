@@ -107,6 +107,10 @@ func hookCreateRuntime(stdin io.Reader) error {
 	hookTrace("create start")
 	defer hookTrace("create end")
 	st, err := hook.ReadState(stdin)
+	var idErr error
+	if errors.Is(err, hook.ErrBadID) && st != nil {
+		idErr, err = err, nil
+	}
 	if err != nil {
 		return hookFail("create-runtime: %v", err)
 	}
@@ -124,6 +128,9 @@ func hookCreateRuntime(stdin io.Reader) error {
 	// A missing mode is audit; a mode that is neither audit nor enforce
 	// is taken as enforce, so a typo refuses the container.
 	enforce, modeErr := hook.Enforced(ann)
+	if idErr != nil {
+		return hookUnusableID(p, st, cfg, enforce, idErr)
+	}
 	dir, err := hook.PrepareRunDir(p, st.ID)
 	if err != nil {
 		log, closeLog := hookLogger(p, st.ID)
@@ -186,6 +193,35 @@ func hookCreateRuntime(stdin io.Reader) error {
 	}
 	log.Info("measuring", "backend", c.Backend, "mode", c.Mode, "collector", pid,
 		"bundle", st.Bundle)
+	return nil
+}
+
+// hookUnusableID handles a container whose id runc accepts but imans will
+// not measure under (see hook.CheckID): enforce mode refuses it; audit mode
+// lets it start unmeasured, logs it, and records the reason in a run folder
+// named by hook.FileName, so poststop writes an incomplete report.
+func hookUnusableID(p hook.Paths, st *specs.State, cfg *specs.Spec, enforce bool,
+	idErr error) error {
+	log, closeLog := hookLogger(p, st.ID)
+	defer closeLog()
+	if enforce {
+		log.Error("refused container", "err", idErr)
+		return hookFail("create-runtime refused: %v", idErr)
+	}
+	log.Warn("container runs unmeasured (audit)", "err", idErr)
+	dir, err := hook.PrepareRunDir(p, st.ID)
+	if err != nil {
+		log.Error("no run folder", "err", err)
+		return nil
+	}
+	if cfg == nil && st.Bundle != "" {
+		cfg, _ = hook.BundleConfig(st.Bundle)
+	}
+	c := hook.CreateConfig{Mode: string(policy.ModeAudit)}
+	rec := hook.NewRecord(p, st, hook.RootfsPath(st.Bundle, cfg), c)
+	if err := hook.Abandon(dir, rec, idErr); err != nil {
+		log.Error("cannot record why", "err", err)
+	}
 	return nil
 }
 
@@ -253,6 +289,10 @@ func hookPoststop(stdin io.Reader) error {
 	hookTrace("poststop start")
 	defer hookTrace("poststop end")
 	st, err := hook.ReadState(stdin)
+	if errors.Is(err, hook.ErrBadID) && st != nil {
+		// Its folder and report are named by hook.FileName.
+		err = nil
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "imans: poststop: %v\n", err)
 		return nil
