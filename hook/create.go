@@ -125,9 +125,20 @@ func Abandon(dir string, rec *Record, why error) error {
 	return WriteJSON(dir, RecordFile, rec)
 }
 
-// Discard removes a run folder after a refused start (enforce mode).
-func Discard(dir string) error {
-	return removeRunDir(dir)
+// Refuse ends a refused start (enforce mode): the run folder's collector
+// and TPM are stopped and its files removed, and a record naming the
+// refusal is left in it, so the poststop a runtime still runs reports
+// incomplete with the real reason. That poststop, or the stale cleanup,
+// removes the folder.
+func Refuse(dir string, rec *Record, why error) error {
+	if err := removeRunDir(dir); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return fmt.Errorf("run folder: %w", err)
+	}
+	rec.Incomplete = append(rec.Incomplete, "refused by createRuntime (enforce): "+why.Error())
+	return WriteJSON(dir, RecordFile, rec)
 }
 
 // CleanStale removes run folders of containers that are gone: no live

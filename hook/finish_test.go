@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,4 +190,36 @@ func containsSub(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+func TestFinishAfterRefusal(t *testing.T) {
+	p := Paths{RunDir: t.TempDir(), StateDir: t.TempDir()}
+	st := &specs.State{ID: "refused", Bundle: "/b", Pid: 1234}
+	dir, err := PrepareRunDir(p, st.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, SpecFile), []byte("{}"), 0o600)
+	rec := NewRecord(p, st, "/b/rootfs", CreateConfig{Mode: "enforce"})
+	why := errors.New("backend kernel: no ima namespaces")
+	if err := Refuse(dir, rec, why); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SpecFile)); err == nil {
+		t.Error("refusal kept the run folder's spec")
+	}
+
+	res, err := Finish(p, &specs.State{ID: "refused", Bundle: "/b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := res.Report
+	want := "refused by createRuntime (enforce): backend kernel: no ima namespaces"
+	if r.Verdict != report.Incomplete || len(r.Incomplete) != 1 || r.Incomplete[0] != want {
+		t.Errorf("report after refusal: %s %q, want incomplete %q", r.Verdict,
+			r.Incomplete, want)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Error("run folder left after poststop")
+	}
 }

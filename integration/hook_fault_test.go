@@ -167,6 +167,13 @@ func TestHookEnforceRefuses(t *testing.T) {
 	if strings.Contains(res.out, "hello from imans") {
 		t.Error("the refused container ran")
 	}
+	// poststop, which runc still runs, reports the refusal's reason.
+	r := e.reportOf("refused")
+	if r.Verdict != report.Incomplete ||
+		!anyContains(r.Incomplete, "refused by createRuntime (enforce): backend kernel") ||
+		anyContains(r.Incomplete, "did not run") {
+		t.Errorf("report of the refused container: %s %q", r.Verdict, r.Incomplete)
+	}
 
 	// A bad annotation in enforce mode: refused, naming the key.
 	b.spec.Annotations["io.imans.backend"] = "fanotify"
@@ -196,7 +203,7 @@ func TestHookEnforceRefuses(t *testing.T) {
 	if res := e.run("runc", b, "audited"); res.err != nil {
 		t.Fatalf("audit run: %v\n%s", res.err, res.out)
 	}
-	r := e.reportOf("audited")
+	r = e.reportOf("audited")
 	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "backend kernel") {
 		t.Errorf("audit: %s %q", r.Verdict, r.Incomplete)
 	}

@@ -182,7 +182,9 @@ func hookCreateRuntime(stdin io.Reader) error {
 	if err != nil {
 		if enforce {
 			log.Error("refused container: measurement did not start", "err", err)
-			hook.Discard(dir)
+			if rerr := hook.Refuse(dir, rec, err); rerr != nil {
+				log.Error("cannot record the refusal", "err", rerr)
+			}
 			return hookFail("create-runtime refused: %s: %v", st.ID, err)
 		}
 		log.Warn("measurement did not start; container runs unmeasured (audit)", "err", err)
@@ -204,23 +206,32 @@ func hookUnusableID(p hook.Paths, st *specs.State, cfg *specs.Spec, enforce bool
 	idErr error) error {
 	log, closeLog := hookLogger(p, st.ID)
 	defer closeLog()
-	if enforce {
-		log.Error("refused container", "err", idErr)
-		return hookFail("create-runtime refused: %v", idErr)
-	}
-	log.Warn("container runs unmeasured (audit)", "err", idErr)
 	dir, err := hook.PrepareRunDir(p, st.ID)
 	if err != nil {
 		log.Error("no run folder", "err", err)
-		return nil
 	}
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
 	c := hook.CreateConfig{Mode: string(policy.ModeAudit)}
+	if enforce {
+		c.Mode = string(policy.ModeEnforce)
+	}
 	rec := hook.NewRecord(p, st, hook.RootfsPath(st.Bundle, cfg), c)
-	if err := hook.Abandon(dir, rec, idErr); err != nil {
-		log.Error("cannot record why", "err", err)
+	if enforce {
+		log.Error("refused container", "err", idErr)
+		if err == nil {
+			if err := hook.Refuse(dir, rec, idErr); err != nil {
+				log.Error("cannot record the refusal", "err", err)
+			}
+		}
+		return hookFail("create-runtime refused: %v", idErr)
+	}
+	log.Warn("container runs unmeasured (audit)", "err", idErr)
+	if err == nil {
+		if err := hook.Abandon(dir, rec, idErr); err != nil {
+			log.Error("cannot record why", "err", err)
+		}
 	}
 	return nil
 }
