@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -67,8 +68,8 @@ func PrepareRunDir(p Paths, id string) (string, error) {
 		return "", fmt.Errorf("run folder: %w", err)
 	}
 	dir := p.Run(id)
-	if _, err := os.Lstat(dir); err == nil {
-		if err := removeRunDir(dir); err != nil {
+	if fi, err := os.Lstat(dir); err == nil {
+		if err := removeStale(dir, fi); err != nil {
 			return "", fmt.Errorf("run folder: previous run of %s: %w", id, err)
 		}
 	}
@@ -76,6 +77,16 @@ func PrepareRunDir(p Paths, id string) (string, error) {
 		return "", fmt.Errorf("run folder: %w", err)
 	}
 	return dir, nil
+}
+
+// removeStale removes what is at a run folder's path: a folder with
+// removeRunDir; anything else (a plain file, a symlink) with a single
+// unlink that never follows a link.
+func removeStale(dir string, fi os.FileInfo) error {
+	if fi.IsDir() {
+		return removeRunDir(dir)
+	}
+	return os.Remove(dir)
 }
 
 // removeRunDir stops what a run folder's processes and removes it.
@@ -151,12 +162,20 @@ func CleanStale(p Paths) []string {
 	}
 	var removed []string
 	for _, e := range entries {
-		if !e.IsDir() || !isFileName(e.Name()) {
+		name := e.Name()
+		if !isFileName(name) || strings.HasPrefix(name, KernelProbePrefix) {
 			continue
 		}
-		dir := filepath.Join(p.RunDir, e.Name())
-		info, err := os.Stat(dir)
+		dir := filepath.Join(p.RunDir, name)
+		info, err := os.Lstat(dir)
 		if err != nil || time.Since(info.ModTime()) < staleAge {
+			continue
+		}
+		if !info.IsDir() {
+			// No run folder is ever anything but a folder.
+			if removeStale(dir, info) == nil {
+				removed = append(removed, name)
+			}
 			continue
 		}
 		if pr, err := readPidFile(dir); err == nil && pr.alive() {

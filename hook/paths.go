@@ -36,6 +36,11 @@ const (
 	reportsFolder = "reports"
 )
 
+// KernelProbePrefix starts the names of the files the kernel probe's
+// answer is kept in, directly in the run directory; the stale cleanup
+// leaves them alone.
+const KernelProbePrefix = "kernel-probe"
+
 // Paths are the folders imans works in. The zero value is not usable: use
 // DefaultPaths.
 type Paths struct {

@@ -3,10 +3,13 @@ package hook
 import (
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeCollector writes a shell script standing in for the imans binary:
@@ -207,4 +210,53 @@ sleep 30`)
 		t.Error("Abort after Go killed the collector")
 	}
 	StopCollector(dir, time.Second)
+}
+
+func TestRunDirNotAFolder(t *testing.T) {
+	p := Paths{RunDir: t.TempDir(), StateDir: t.TempDir()}
+	target := t.TempDir()
+	keep := filepath.Join(target, "keep")
+	os.WriteFile(keep, []byte("x"), 0o600)
+
+	// A plain file and a link where a run folder belongs: PrepareRunDir
+	// replaces them, removing the link itself and not what it points to.
+	os.WriteFile(p.Run("plain"), []byte("stale"), 0o600)
+	os.Symlink(target, p.Run("link"))
+	for _, id := range []string{"plain", "link"} {
+		dir, err := PrepareRunDir(p, id)
+		if err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v %v, want a folder", id, fi, err)
+		}
+	}
+
+	// Stale ones of other ids go with the cleanup.
+	os.WriteFile(p.Run("plain2"), []byte("stale"), 0o600)
+	os.Symlink(target, p.Run("link2"))
+	past := time.Now().Add(-time.Hour)
+	probe := filepath.Join(p.RunDir, KernelProbePrefix+".json")
+	os.WriteFile(probe, []byte("{}"), 0o600)
+	tv := []unix.Timeval{unix.NsecToTimeval(past.UnixNano()),
+		unix.NsecToTimeval(past.UnixNano())}
+	for _, f := range []string{p.Run("plain2"), p.Run("link2"), probe} {
+		if err := unix.Lutimes(f, tv); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed := CleanStale(p)
+	sort.Strings(removed)
+	if strings.Join(removed, " ") != "link2 plain2" {
+		t.Errorf("removed %v, want [link2 plain2]", removed)
+	}
+	if _, err := os.Lstat(p.Run("link2")); err == nil {
+		t.Error("stale link kept")
+	}
+	if _, err := os.Stat(keep); err != nil {
+		t.Errorf("a link's target was touched: %v", err)
+	}
+	if _, err := os.Stat(probe); err != nil {
+		t.Errorf("the kernel probe's answer was removed: %v", err)
+	}
 }

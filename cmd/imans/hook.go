@@ -290,7 +290,7 @@ func hookBackend(p hook.Paths, name string) (measure.Backend, error) {
 // probeKernel asks whether the kernel has IMA namespaces, once per boot:
 // the answer is kept in the run folder.
 func probeKernel(p hook.Paths) (bool, string) {
-	return measure.ProbeKernelCached(filepath.Join(p.RunDir, "kernel-probe.json"))
+	return measure.ProbeKernelCached(filepath.Join(p.RunDir, hook.KernelProbePrefix+".json"))
 }
 
 // hookPoststop is the poststop stage. It always exits 0: a runtime ignores
