@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -59,6 +60,28 @@ func waitPid(t *testing.T, path string) int {
 	return 0
 }
 
+// waitCreated waits until runc says the container is created or running,
+// so its createRuntime hook has returned; at most 10 s.
+func (e *hookEnv) waitCreated(t *testing.T, id string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	var last string
+	for time.Now().Before(deadline) {
+		out, err := exec.Command("runc", "--root", e.runcRoot, "state", id).Output()
+		var st struct {
+			Status string `json:"status"`
+		}
+		if err == nil && json.Unmarshal(out, &st) == nil {
+			if st.Status == "created" || st.Status == "running" {
+				return
+			}
+			last = st.Status
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("container %s not created within 10s (last status %q)", id, last)
+}
+
 // sleeper is a script that reads itself, then waits for a file in /tmp of
 // the container... which the test cannot reach; it just sleeps long enough
 // for the test to act.
@@ -70,7 +93,9 @@ func TestHookCollectorKilled(t *testing.T) {
 	wait := e.startRun(b, "killed-collector")
 
 	pid := waitPid(t, filepath.Join(e.runDir, "killed-collector", "collector.pid"))
-	time.Sleep(300 * time.Millisecond)
+	// The collector is measuring once createRuntime has returned, which
+	// runc shows as the container being created or running.
+	e.waitCreated(t, "killed-collector")
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
 	res := wait()
 	if res.err != nil {
