@@ -94,18 +94,30 @@ func removeRunDir(dir string) error {
 	if _, err := StopCollector(dir, time.Second); err != nil && !errors.Is(err, ErrNoCollector) {
 		return err
 	}
-	if err := tpm.StopSwtpmDir(filepath.Join(dir, TPMDir)); err != nil {
+	if err := removeTPM(dir); err != nil {
 		return err
 	}
 	return os.RemoveAll(dir)
 }
 
+// removeTPM stops a run folder's swtpm and removes its TPM folder and link.
+func removeTPM(dir string) error {
+	tpmDir := TPMFolder(dir)
+	if err := tpm.StopSwtpmDir(tpmDir); err != nil {
+		return err
+	}
+	if err := os.Remove(TPMLink(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return os.RemoveAll(tpmDir)
+}
+
 // Setup writes the run folder's spec and record for a container whose
 // folder PrepareRunDir made, and returns the collector's spec.
 func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.Spec, error) {
-	sock := filepath.Join(dir, TPMDir, tpm.SwtpmSocket)
+	sock := filepath.Join(TPMFolder(dir), tpm.SwtpmSocket)
 	if len(sock)+len(".ctrl") > maxTPMSocket {
-		return nil, fmt.Errorf("run folder %s too long for the tpm's unix socket", dir)
+		return nil, fmt.Errorf("tpm folder %s too long for a unix socket", TPMFolder(dir))
 	}
 	spec := &measure.Spec{
 		ID:       st.ID,
@@ -116,7 +128,7 @@ func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.S
 		Backend:  c.Backend,
 		Policy:   c.PolicyText,
 		HashAlgo: "sha256",
-		TPM:      "unix:" + filepath.Join(dir, TPMLink),
+		TPM:      "unix:" + TPMLink(dir),
 	}
 	if err := WriteJSON(dir, SpecFile, spec); err != nil {
 		return nil, err

@@ -89,7 +89,6 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	}
 	fillInfo(r, rec)
 
-	tpmDir := filepath.Join(dir, TPMDir)
 	r.Incomplete = append(r.Incomplete, rec.Incomplete...)
 	if len(rec.Incomplete) > 0 {
 		// Measurement never started: the recorded reasons say why,
@@ -107,11 +106,7 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	// is stopped and its folder removed while the report is synced.
 	tpmErr := make(chan error, 1)
 	go func() {
-		err := tpm.StopSwtpmDir(tpmDir)
-		if err == nil {
-			err = os.RemoveAll(tpmDir)
-		}
-		tpmErr <- err
+		tpmErr <- removeTPM(dir)
 	}()
 	werr := r.Write(res.Path)
 	if werr == nil && !copied {

@@ -1,6 +1,8 @@
 package hook
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 )
@@ -22,19 +24,33 @@ const (
 // Files of a container's run folder written by the hook and the collector
 // (the backend's own files are named in package measure).
 const (
-	SpecFile     = "spec.json"
-	RecordFile   = "record.json"
-	PidFile      = "collector.pid"
-	OutcomeFile  = "collector.json"
-	CollectorLog = "collector.log"
-	TPMDir       = "tpm"
-	// TPMLink is the TPM address the backend is given: a symlink to the
-	// swtpm's socket, made once the swtpm answers. swtpm serves one
-	// client at a time, so a backend connecting early would block the
-	// start's own probe.
-	TPMLink       = "tpm.sock"
+	SpecFile      = "spec.json"
+	RecordFile    = "record.json"
+	PidFile       = "collector.pid"
+	OutcomeFile   = "collector.json"
+	CollectorLog  = "collector.log"
 	reportsFolder = "reports"
+	// tpmFolders holds the containers' TPM folders in the run
+	// directory. CheckID refuses a leading '.', so no run folder has
+	// that name.
+	tpmFolders = ".tpm"
 )
+
+// TPMFolder returns the TPM folder (swtpm state, sockets, pid file) of a
+// run folder: <run directory>/.tpm/ and the first 16 hex digits of the
+// sha256 of the run folder's name. It is short so the swtpm's unix sockets
+// fit in the 107 bytes of a socket path whatever the id's length.
+func TPMFolder(runFolder string) string {
+	sum := sha256.Sum256([]byte(filepath.Base(runFolder)))
+	return filepath.Join(filepath.Dir(runFolder), tpmFolders,
+		hex.EncodeToString(sum[:8]))
+}
+
+// TPMLink returns the TPM address the backend is given: a symlink next to
+// TPMFolder to the swtpm's socket, made once the swtpm answers. swtpm
+// serves one client at a time, so a backend connecting early would block
+// the start's own probe.
+func TPMLink(runFolder string) string { return TPMFolder(runFolder) + ".sock" }
 
 // KernelProbePrefix starts the names of the files the kernel probe's
 // answer is kept in, directly in the run directory; the stale cleanup

@@ -164,3 +164,35 @@ func TestReadStateUnusableID(t *testing.T) {
 		t.Error("isFileName accepts a name FileName never makes")
 	}
 }
+
+func TestTPMFolderShort(t *testing.T) {
+	p := Paths{RunDir: "/run/imans", StateDir: "/var/lib/imans"}
+	id := strings.Repeat("t", MaxIDLength)
+	run := p.Run(id)
+	sum := sha256.Sum256([]byte(id))
+	want := "/run/imans/.tpm/" + hex.EncodeToString(sum[:8])
+	if got := TPMFolder(run); got != want {
+		t.Errorf("tpm folder %q, want %q", got, want)
+	}
+	if got := TPMLink(run); got != want+".sock" {
+		t.Errorf("tpm link %q", got)
+	}
+	if TPMFolder(p.Run("a")) == TPMFolder(p.Run("b")) {
+		t.Error("two containers share a tpm folder")
+	}
+
+	// Setup accepts the longest id: its socket fits.
+	dir := filepath.Join(t.TempDir(), id)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st := &specs.State{ID: id, Pid: 1}
+	rec := NewRecord(p, st, "/r", CreateConfig{})
+	spec, err := Setup(dir, st, rec, CreateConfig{})
+	if err != nil {
+		t.Fatalf("setup of a %d byte id: %v", len(id), err)
+	}
+	if spec.TPM != "unix:"+TPMLink(dir) || len(TPMLink(dir)) > 107 {
+		t.Errorf("tpm address %q", spec.TPM)
+	}
+}

@@ -443,6 +443,14 @@ func (e *hookEnv) runFolders() []string {
 	entries, _ := os.ReadDir(e.runDir)
 	var dirs []string
 	for _, d := range entries {
+		if d.Name() == ".tpm" {
+			// The containers' TPM folders: any left is a leftover.
+			tpms, _ := os.ReadDir(filepath.Join(e.runDir, ".tpm"))
+			for _, x := range tpms {
+				dirs = append(dirs, ".tpm/"+x.Name())
+			}
+			continue
+		}
 		if d.IsDir() {
 			dirs = append(dirs, d.Name())
 		}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imans-project/imans/hook"
 	"github.com/imans-project/imans/report"
 )
 
@@ -122,7 +123,8 @@ func TestHookTPMKilled(t *testing.T) {
 	b := e.newBundle("k", sleeper, 0)
 	wait := e.startRun(b, "killed-tpm")
 
-	pid := waitPid(t, filepath.Join(e.runDir, "killed-tpm", "tpm", "swtpm.pid"))
+	tpmDir := hook.TPMFolder(filepath.Join(e.runDir, "killed-tpm"))
+	pid := waitPid(t, filepath.Join(tpmDir, "swtpm.pid"))
 	time.Sleep(300 * time.Millisecond)
 	must(t, syscall.Kill(pid, syscall.SIGKILL))
 	if res := wait(); res.err != nil {
@@ -134,6 +136,29 @@ func TestHookTPMKilled(t *testing.T) {
 	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "tpm") {
 		t.Errorf("verdict %s, reasons %q: want incomplete naming the tpm", r.Verdict,
 			r.Incomplete)
+	}
+}
+
+func TestHookLongID(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("l", demoScript, 0)
+	b.save(t)
+	// Longer than a unix socket path allows under the run folder: the
+	// TPM's sockets live in a short hashed folder instead.
+	id := strings.Repeat("l", hook.MaxIDLength)
+	if res := e.run("runc", b, id); res.err != nil {
+		t.Fatalf("run: %v\n%s", res.err, res.out)
+	}
+	r := e.reportOf(id)
+	checkWhole(t, r)
+	if len(r.TPM.PCR10["sha256"]) != 64 {
+		t.Errorf("pcr10 %v", r.TPM.PCR10)
+	}
+	if left := e.runFolders(); len(left) != 0 {
+		t.Errorf("run folders left: %v", left)
+	}
+	if swtpmOf(t, e.runDir) {
+		t.Error("a swtpm of the test is still running")
 	}
 }
 

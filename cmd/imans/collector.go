@@ -97,13 +97,13 @@ func collectorMain(dir string) error {
 		defer close(tpmDone)
 		tctx, cancel := context.WithTimeout(context.Background(), collectorTPMTimeout)
 		defer cancel()
-		s, err := tpm.StartSwtpm(tctx, filepath.Join(dir, hook.TPMDir))
+		s, err := tpm.StartSwtpm(tctx, hook.TPMFolder(dir))
 		if err != nil {
 			out.TPMError = err.Error()
 			return
 		}
 		sock := strings.TrimPrefix(s.Addr, "unix:")
-		if err := os.Symlink(sock, filepath.Join(dir, hook.TPMLink)); err != nil {
+		if err := os.Symlink(sock, hook.TPMLink(dir)); err != nil {
 			out.TPMError = err.Error()
 			s.Stop()
 			return
