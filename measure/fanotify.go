@@ -13,7 +13,6 @@ import (
 
 	"github.com/imans-project/imans/ima"
 	"github.com/imans-project/imans/policy"
-	"github.com/imans-project/imans/tpm"
 )
 
 // Defaults of the fanotify collector's options.
@@ -201,7 +200,8 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 
 	tpmCtx, stopTPM := context.WithCancel(ctx)
 	defer stopTPM()
-	tpmDone := c.attachTPM(tpmCtx)
+	tpmDone := attachTPM(tpmCtx, c.spec.TPM, c.log, c.cfg.tpmUp, c.cfg.tpmAttached,
+		c.addIncomplete)
 	ready()
 
 	loopErr := c.loop(ctx)
@@ -274,57 +274,6 @@ func (c *fanotifyCollector) closeFanotify() {
 	if c.fd >= 0 {
 		unix.Close(c.fd)
 	}
-}
-
-// attachTPM opens the container's TPM in the background, retrying until
-// it answers (it may start after the container), and attaches it to the
-// log. The channel yields a function closing the TPM, or nil.
-func (c *fanotifyCollector) attachTPM(ctx context.Context) <-chan func() {
-	out := make(chan func(), 1)
-	attached := func(ok bool) {
-		if c.cfg.tpmAttached != nil {
-			c.cfg.tpmAttached(ok)
-		}
-	}
-	if c.spec.TPM == "" {
-		c.addIncomplete("no TPM address: PCR 10 not extended")
-		out <- nil
-		attached(false)
-		return out
-	}
-
-	go func() {
-		last := errors.New("not up yet")
-		if c.cfg.tpmUp != nil {
-			select {
-			case <-c.cfg.tpmUp:
-			case <-ctx.Done():
-				c.addIncomplete(fmt.Sprintf("TPM %s never answered: %v", c.spec.TPM, last))
-				out <- nil
-				attached(false)
-				return
-			}
-		}
-		for {
-			t, err := tpm.Open(c.spec.TPM)
-			if err == nil {
-				c.log.AttachTPM(t)
-				out <- func() { t.Close() }
-				attached(true)
-				return
-			}
-			last = err
-			select {
-			case <-ctx.Done():
-				c.addIncomplete(fmt.Sprintf("TPM %s never answered: %v", c.spec.TPM, last))
-				out <- nil
-				attached(false)
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	return out
 }
 
 // addIncomplete records why the record is not whole.

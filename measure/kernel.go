@@ -13,7 +13,6 @@ import (
 	"github.com/imans-project/imans/ima"
 	"github.com/imans-project/imans/measure/imans"
 	"github.com/imans-project/imans/policy"
-	"github.com/imans-project/imans/tpm"
 )
 
 // KernelStepsFile is the file of the run folder where the kernel collector
@@ -202,7 +201,7 @@ func (c *kernelCollector) Run(ctx context.Context, ready func()) (Status, error)
 		return st, fmt.Errorf("kernel collector: %w", err)
 	}
 
-	tpmDone := c.attachTPM(ctx, log)
+	tpmDone := attachTPM(ctx, c.spec.TPM, log, nil, nil, c.addIncomplete)
 	ready()
 
 	copyErr := c.copyEntries(ctx, ns.list, log)
@@ -269,39 +268,6 @@ func (c *kernelCollector) copyEntries(ctx context.Context, list io.Reader, log *
 			return err
 		}
 	}
-}
-
-// attachTPM opens the container's TPM in the background, retrying until it
-// answers (it may start after the collector), and attaches it to log. The
-// channel yields a function closing the TPM, or nil.
-func (c *kernelCollector) attachTPM(ctx context.Context, log *Log) <-chan func() {
-	out := make(chan func(), 1)
-	if c.spec.TPM == "" {
-		c.addIncomplete("no TPM address: PCR 10 not extended")
-		out <- nil
-		return out
-	}
-
-	go func() {
-		var last error
-		for {
-			t, err := tpm.Open(c.spec.TPM)
-			if err == nil {
-				log.AttachTPM(t)
-				out <- func() { t.Close() }
-				return
-			}
-			last = err
-			select {
-			case <-ctx.Done():
-				c.addIncomplete(fmt.Sprintf("TPM %s never answered: %v", c.spec.TPM, last))
-				out <- nil
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-		}
-	}()
-	return out
 }
 
 // step records one kernel-facing step in KernelStepsFile and hands it to
