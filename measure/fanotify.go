@@ -215,21 +215,9 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 		unix.Close(c.initFD)
 	}
 	stopTPM()
-	closeTPM := <-tpmDone
-	closeErr := log.Close(c.cfg.closeTimeout)
-	if closeTPM != nil {
-		closeTPM()
-	}
-
-	st.Entries, st.Violations = log.Counts()
-	c.mu.Lock()
-	st.Incomplete = append(c.incomplete, log.Incomplete()...)
-	c.mu.Unlock()
-	if loopErr != nil {
-		st.Incomplete = append(st.Incomplete, loopErr.Error())
-	}
-	if closeErr != nil {
-		return st, fmt.Errorf("fanotify collector: %w", closeErr)
+	if err := finish(&st, log, tpmDone, c.cfg.closeTimeout, c.incompleteReasons,
+		loopErr); err != nil {
+		return st, fmt.Errorf("fanotify collector: %w", err)
 	}
 	return st, nil
 }
@@ -274,6 +262,13 @@ func (c *fanotifyCollector) closeFanotify() {
 	if c.fd >= 0 {
 		unix.Close(c.fd)
 	}
+}
+
+// incompleteReasons returns a copy of the collector's own reasons.
+func (c *fanotifyCollector) incompleteReasons() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.incomplete...)
 }
 
 // addIncomplete records why the record is not whole.

@@ -209,21 +209,9 @@ func (c *kernelCollector) Run(ctx context.Context, ready func()) (Status, error)
 	c.step("let go of the namespace", errText(closeNSErr))
 	c.hostReplayAtStop(host)
 
-	closeTPM := <-tpmDone
-	closeErr := log.Close(c.cfg.closeTimeout)
-	if closeTPM != nil {
-		closeTPM()
-	}
-
-	st.Entries, st.Violations = log.Counts()
-	c.mu.Lock()
-	st.Incomplete = append(c.incomplete, log.Incomplete()...)
-	c.mu.Unlock()
-	if copyErr != nil {
-		st.Incomplete = append(st.Incomplete, copyErr.Error())
-	}
-	if closeErr != nil {
-		return st, fmt.Errorf("kernel collector: %w", closeErr)
+	if err := finish(&st, log, tpmDone, c.cfg.closeTimeout, c.incompleteReasons,
+		copyErr); err != nil {
+		return st, fmt.Errorf("kernel collector: %w", err)
 	}
 	return st, nil
 }
@@ -283,6 +271,14 @@ func (c *kernelCollector) step(step, result string) {
 	}
 }
 
+// incompleteReasons returns a copy of the collector's own reasons.
+func (c *kernelCollector) incompleteReasons() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.incomplete...)
+}
+
+// addIncomplete records why the record is not whole.
 func (c *kernelCollector) addIncomplete(reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -65,3 +65,24 @@ func attachTPM(ctx context.Context, addr string, log *Log, up <-chan struct{},
 	}()
 	return out
 }
+
+// finish ends a collector's record: it waits for the TPM attacher, closes
+// log (its last extends within timeout), lets the TPM go, and fills st
+// with the counts and every reason the record is not whole: the
+// collector's own (read by own once the attacher is done), the log's, and
+// runErr's. The error is the log's failure to close, if any.
+func finish(st *Status, log *Log, tpmDone <-chan func(), timeout time.Duration,
+	own func() []string, runErr error) error {
+	closeTPM := <-tpmDone
+	closeErr := log.Close(timeout)
+	if closeTPM != nil {
+		closeTPM()
+	}
+
+	st.Entries, st.Violations = log.Counts()
+	st.Incomplete = append(own(), log.Incomplete()...)
+	if runErr != nil {
+		st.Incomplete = append(st.Incomplete, runErr.Error())
+	}
+	return closeErr
+}
