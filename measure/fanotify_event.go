@@ -2,6 +2,7 @@ package measure
 
 import (
 	"crypto/sha1"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -144,7 +145,7 @@ func openMask(fd, tid int) (mask uint32, writers bool) {
 		unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
 		return mayRead, false
 	}
-	writers = err == unix.EAGAIN
+	writers = errors.Is(err, unix.EAGAIN)
 
 	// Flags that cannot be read count as a read; the writer may be this
 	// very open, so no open_writers violation is claimed for it.
@@ -264,7 +265,7 @@ func (c *fanotifyCollector) hashFile(fd int, size uint64) ([]byte, error) {
 			buf = buf[:left]
 		}
 		n, err := unix.Pread(fd, buf, off)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {

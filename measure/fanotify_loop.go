@@ -2,6 +2,7 @@ package measure
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -68,7 +69,7 @@ func (c *fanotifyCollector) loop(ctx context.Context) error {
 	timeout := -1
 	for {
 		n, err := unix.Poll(fds, timeout)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		if err != nil {
@@ -112,7 +113,7 @@ func (c *fanotifyCollector) containerGone() bool {
 	fds := []unix.PollFd{{Fd: int32(c.initFD), Events: unix.POLLIN}}
 	for {
 		n, err := unix.Poll(fds, 0)
-		if err == unix.EINTR {
+		if errors.Is(err, unix.EINTR) {
 			continue
 		}
 		return err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
@@ -125,9 +126,9 @@ func (c *fanotifyCollector) drainQueued(buf []byte, cur *atomic.Pointer[pendingE
 	for {
 		n, err := unix.Read(c.fd, buf)
 		switch {
-		case err == unix.EINTR:
+		case errors.Is(err, unix.EINTR):
 			continue
-		case err == unix.EAGAIN || (err == nil && n == 0):
+		case errors.Is(err, unix.EAGAIN) || (err == nil && n == 0):
 			return nil
 		case err != nil:
 			return fmt.Errorf("fanotify: reading events: %w", err)
@@ -152,7 +153,7 @@ const eventThreadNice = -10
 // slower round trips than sleeping in poll).
 func (c *fanotifyCollector) readEvents(buf []byte, cur *atomic.Pointer[pendingEvent]) error {
 	n, err := unix.Read(c.fd, buf)
-	if err == unix.EAGAIN || err == unix.EINTR {
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
 		return nil
 	}
 	if err != nil {
