@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imans-project/imans/hook"
 	"github.com/imans-project/imans/ima"
 	"github.com/imans-project/imans/policy"
 	"github.com/imans-project/imans/report"
@@ -225,6 +226,30 @@ func TestReportShowRunFolderFallback(t *testing.T) {
 	got, err := reportLoad("c1")
 	if err != nil || got.Info.ContainerID != "c1" || got.Verdict != report.Fail {
 		t.Errorf("report in the run folder: %+v, %v", got, err)
+	}
+}
+
+// A container id imans cannot use as a file name has its report under the
+// id's hash: report show ID finds it by the id.
+func TestReportShowHashedID(t *testing.T) {
+	state := t.TempDir()
+	t.Setenv("IMANS_STATE_DIR", state)
+	const id = ".hidden"
+	r := &report.Report{Schema: report.Schema, Verdict: report.Incomplete,
+		Info: report.Info{ContainerID: id}}
+	if err := os.Mkdir(filepath.Join(state, "reports"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	path := hook.DefaultPaths().Report(id)
+	if filepath.Base(path) == id+".json" {
+		t.Fatalf("report of %q at %s: want a hashed name", id, path)
+	}
+	if err := r.Write(path); err != nil {
+		t.Fatal(err)
+	}
+	got, err := reportLoad(id)
+	if err != nil || got.Info.ContainerID != id {
+		t.Errorf("report of %q: %+v, %v", id, got, err)
 	}
 }
 

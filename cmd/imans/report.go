@@ -58,9 +58,8 @@ func reportLoad(arg string) (*report.Report, error) {
 	if strings.Contains(arg, "/") || strings.HasSuffix(arg, ".json") {
 		return report.Read(arg)
 	}
-	if err := hook.CheckID(arg); err != nil {
-		return nil, err
-	}
+	// Any id a runtime accepts has a report: the paths name ids that are
+	// not safe file names by their hash (hook.FileName).
 	paths := hook.DefaultPaths()
 	r, err := report.Read(paths.Report(arg))
 	if err == nil || !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
