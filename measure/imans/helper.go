@@ -27,11 +27,10 @@ const (
 
 // Descriptors the activation helper inherits.
 const (
-	helperUserNSFD  = 3 // /proc/PID/ns/user, entered by nsenter(1)
-	helperConnFD    = 4 // SOCK_SEQPACKET to the parent
-	helperExeFD     = 5 // this binary, executed by nsenter(1)
-	helperVTPMFD    = 6 // optional /dev/vtpmx client descriptor
-	helperMaxStderr = 8192
+	helperUserNSFD = 3 // /proc/PID/ns/user, entered by nsenter(1)
+	helperConnFD   = 4 // SOCK_SEQPACKET to the parent
+	helperExeFD    = 5 // this binary, executed by nsenter(1)
+	helperVTPMFD   = 6 // optional /dev/vtpmx client descriptor
 )
 
 // vtpmAttachIoctl attaches a vTPM proxy device to the IMA namespace of the

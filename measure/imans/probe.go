@@ -25,12 +25,11 @@ const SecurityfsDir = "/sys/kernel/security"
 const (
 	ReasonNoUserNamespaceMount = "securityfs cannot be mounted in a user namespace " +
 		"(kernel without IMA namespaces)"
-	ReasonNoIMA         = "no IMA in securityfs"
-	ReasonNoNamespaces  = "IMA without namespace support"
-	reasonNoSecurityfs  = "the kernel has no securityfs"
-	reasonAvailable     = "IMA namespaces available"
-	probeTimeout        = 5 * time.Second
-	probeOutputMaxBytes = 4096
+	ReasonNoIMA        = "no IMA in securityfs"
+	ReasonNoNamespaces = "IMA without namespace support"
+	reasonNoSecurityfs = "the kernel has no securityfs"
+	reasonAvailable    = "IMA namespaces available"
+	probeTimeout       = 5 * time.Second
 )
 
 var probeCache struct {
