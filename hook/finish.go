@@ -68,9 +68,10 @@ type Finished struct {
 // Finish ends a container's measurement and writes its report: it stops
 // the collector, reads PCR 10 from the container's TPM, replays the list,
 // compares both with the expectations, writes the report atomically while
-// it stops the TPM and removes its folder, then removes the run folder. Every problem with the evidence
-// becomes an incomplete reason in the report, not an error; an error means
-// no report could be written anywhere (or ErrAlreadyReported).
+// it stops the TPM and removes its folder, then removes the run folder.
+// Every problem with the evidence becomes an incomplete reason in the
+// report, not an error; an error means no report could be written anywhere
+// (or ErrAlreadyReported).
 //
 // When the reports folder cannot be written, the report goes to the run
 // folder (report.json), which is kept, and the error says so.
