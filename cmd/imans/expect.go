@@ -102,16 +102,11 @@ func printPodman(w io.Writer, ann map[string]string) {
 	fmt.Fprintln(w, strings.Join(words, " "))
 }
 
-// expectAnnotations builds the expectation annotations of a report: the
-// digest of every file its list measured, and PCR 10 of each bank as the
-// TPM read it, with the run's policy, backend and mode from its bundle.
-// Only a report whose list the TPM vouched for can teach.
-func expectAnnotations(r *report.Report, listPath string) (map[string]string, error) {
-	return expectAnnotationsPolicy(r, listPath, "", false)
-}
-
-// expectAnnotationsPolicy is expectAnnotations with the run's policy
-// annotation given (when given is true) instead of read from the bundle.
+// expectAnnotationsPolicy builds the expectation annotations of a report:
+// the digest of every file its list measured, and PCR 10 of each bank as
+// the TPM read it, with the run's backend and mode from its bundle and its
+// policy annotation either policyAnn (when given is true) or read from the
+// bundle. Only a report whose list the TPM vouched for can teach.
 func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	given bool) (map[string]string, error) {
 	if !r.TPM.ListMatches || len(r.TPM.PCR10) == 0 {

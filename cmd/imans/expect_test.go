@@ -19,6 +19,12 @@ import (
 	"github.com/imans-project/imans/report"
 )
 
+// expectAnnotations is expectAnnotationsPolicy with the run's policy
+// annotation read from the bundle.
+func expectAnnotations(r *report.Report, listPath string) (map[string]string, error) {
+	return expectAnnotationsPolicy(r, listPath, "", false)
+}
+
 // learnt writes a one-entry list and a report of a run whose bundle has the
 // annotations ann and whose policy text was policyText, and returns the
 // report.
