@@ -21,7 +21,8 @@ chmod 755 "$work"
 mkdir -p "$work/b/rootfs/bin" "$work/b/rootfs/proc" "$work/b/rootfs/dev" "$work/b/rootfs/sys"
 cp "$(command -v busybox)" "$work/b/rootfs/bin/busybox"
 ln -s busybox "$work/b/rootfs/bin/true"
-(cd "$work/b" && runc spec && sed -i 's/"sh"/"\/bin\/true"/; s/"terminal": true/"terminal": false/' config.json)
+(cd "$work/b" && runc spec &&
+	sed -i 's/"sh"/"\/bin\/true"/; s/"terminal": true/"terminal": false/' config.json)
 "$work/imans" ima-namespace probe --cache "$work/probe.json" >/dev/null 2>&1 || true
 
 now() { date +%s%N; }
