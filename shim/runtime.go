@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -21,7 +22,7 @@ const RuntimeEnv = "IMANS_RUNTIME"
 const RuntimeConf = "/etc/imans/runtime.conf"
 
 // DefaultRuntimes is the list used when neither RuntimeEnv nor
-// RuntimeConf names any runtime.
+// RuntimeConf names any runtime. Candidates returns a copy of it.
 var DefaultRuntimes = []string{"runc", "crun"}
 
 // ErrNoRuntime is returned when no runtime of the list exists other than
@@ -38,7 +39,7 @@ func Candidates(env, conf string) ([]string, error) {
 
 	f, err := os.Open(conf)
 	if errors.Is(err, os.ErrNotExist) {
-		return DefaultRuntimes, nil
+		return slices.Clone(DefaultRuntimes), nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runtime list: %w", err)
@@ -49,7 +50,7 @@ func Candidates(env, conf string) ([]string, error) {
 		return nil, fmt.Errorf("runtime list %s: %w", conf, err)
 	}
 	if len(list) == 0 {
-		return DefaultRuntimes, nil
+		return slices.Clone(DefaultRuntimes), nil
 	}
 	return list, nil
 }
