@@ -12,9 +12,9 @@ import (
 // podman and CRI-O (containers/common's hooks package) read.
 const HooksDVersion = "1.0.0"
 
-// HooksDMatch is the annotation pattern the hooks.d files match on, both
+// hooksDMatch is the annotation pattern the hooks.d files match on, both
 // sides anchored so that io.imans.enable=truely or x.io.imans.enable do not.
-var HooksDMatch = map[string]string{
+var hooksDMatch = map[string]string{
 	"^" + regexp.QuoteMeta(AnnotationEnable) + "$": "^true$",
 }
 
@@ -39,7 +39,7 @@ func HooksD(imansPath string) ([]HooksDFile, error) {
 			} `json:"when"`
 			Stages []string `json:"stages"`
 		}{Version: HooksDVersion, Hook: h, Stages: []string{h.Stage}}
-		doc.When.Annotations = HooksDMatch
+		doc.When.Annotations = hooksDMatch
 
 		var buf bytes.Buffer
 		enc := json.NewEncoder(&buf)
