@@ -3,6 +3,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,9 +49,10 @@ func run(args []string) int {
 }
 
 // exitCode maps an error to the process's exit status: a cli.ExitCoder
-// carries its own, anything else is 1.
+// carries its own, also when wrapped; anything else is 1.
 func exitCode(err error) int {
-	if ec, ok := err.(cli.ExitCoder); ok {
+	var ec cli.ExitCoder
+	if errors.As(err, &ec) {
 		return ec.ExitCode()
 	}
 	return 1
