@@ -201,7 +201,8 @@ func hint(step string, errno syscall.Errno) string {
 func EnterMountNS() error {
 	runtime.LockOSThread()
 	if err := syscall.Unshare(syscall.CLONE_NEWNS); err != nil {
-		errno, _ := err.(syscall.Errno)
+		var errno syscall.Errno
+		errors.As(err, &errno)
 		return &Error{Step: StepUnshare, Errno: errno, Text: err.Error()}
 	}
 	return nil
