@@ -18,9 +18,9 @@ import (
 	"github.com/imans-project/imans/measure/imans/nsenter"
 )
 
-// hasIMANamespaces says whether the test runs on a kernel with the series,
-// from the kernel's own securityfs: the tests below expect the answer of a
-// kernel without it and skip otherwise.
+// requireNoIMANamespaces skips the test on a kernel that may have the
+// series, judged from the kernel's own securityfs: the tests below expect
+// the answer of a kernel without it.
 func requireNoIMANamespaces(t *testing.T) {
 	t.Helper()
 	if _, err := os.Stat("/sys/kernel/security/ima/active"); err == nil {
