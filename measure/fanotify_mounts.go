@@ -198,9 +198,14 @@ func (c *fanotifyCollector) markMounts() error {
 		}
 		var stx unix.Statx_t
 		err = unix.Statx(anchor, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &stx)
-		if err != nil || stx.Mask&unix.STATX_MNT_ID == 0 {
+		if err != nil {
 			unix.Close(anchor)
-			return fmt.Errorf("container mount %s: no mount id: %v", p.path, err)
+			return fmt.Errorf("container mount %s: no mount id: %w", p.path, err)
+		}
+		if stx.Mask&unix.STATX_MNT_ID == 0 {
+			unix.Close(anchor)
+			return fmt.Errorf("container mount %s: no mount id: statx gave none",
+				p.path)
 		}
 		if old, ok := c.marks[stx.Mnt_id]; ok {
 			// A mount stacked over another shows as the top one.
