@@ -2,6 +2,7 @@ package qemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -59,7 +60,10 @@ func startTPM(ctx context.Context, dir string) (*guestTPM, error) {
 		select {
 		case err := <-t.done:
 			t.done <- err
-			return nil, fmt.Errorf("swtpm exited before it answered: %v", err)
+			if err == nil {
+				return nil, errors.New("swtpm exited (status 0) before it answered")
+			}
+			return nil, fmt.Errorf("swtpm exited before it answered: %w", err)
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
