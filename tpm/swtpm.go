@@ -242,12 +242,42 @@ func StopSwtpmDir(dir string) error {
 	if err != nil {
 		return err
 	}
-	if pid != 0 {
+	pids := []int{pid}
+	if pid == 0 {
+		// No pid file: the process that started the swtpm may have died
+		// before swtpm wrote it. Look for a swtpm serving dir all the same,
+		// or it would run on with nobody to stop it.
+		pids = servingPids(dir)
+	}
+	for _, pid := range pids {
+		if pid == 0 {
+			continue
+		}
 		if err := killAndWait(pid); err != nil {
 			return fmt.Errorf("stop swtpm %d in %s: %w", pid, dir, err)
 		}
 	}
 	return removeRuntimeFiles(dir)
+}
+
+// servingPids returns the live swtpm processes whose command line serves
+// dir's socket.
+func servingPids(dir string) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if alive(pid) && serves(pid, dir) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // killAndWait sends SIGTERM, then SIGKILL, and waits for the process to
@@ -311,25 +341,30 @@ func livePid(dir string) (int, error) {
 	if err != nil || pid <= 0 {
 		return 0, nil
 	}
-	if !alive(pid) {
+	if !alive(pid) || !serves(pid, dir) {
 		return 0, nil
 	}
+	return pid, nil
+}
 
+// serves reports whether pid is a swtpm whose command line serves dir's
+// socket: a pid file's number may have been reused by another process.
+func serves(pid int, dir string) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
-		return 0, nil
+		return false
 	}
 	args := strings.Split(string(cmdline), "\x00")
 	if len(args) == 0 || filepath.Base(args[0]) != "swtpm" {
-		return 0, nil
+		return false
 	}
 	want := "path=" + filepath.Join(dir, SwtpmSocket)
 	for _, a := range args {
 		if strings.Contains(a, want) {
-			return pid, nil
+			return true
 		}
 	}
-	return 0, nil
+	return false
 }
 
 // cleanStale refuses a folder a live swtpm serves and removes what a dead

@@ -114,6 +114,30 @@ func TestStopSwtpmDir(t *testing.T) {
 	}
 }
 
+// A swtpm whose pid file was never written (its starter died first) is
+// still found by its command line and stopped.
+func TestStopSwtpmDirWithoutPidFile(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	s, err := StartSwtpm(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	if err := os.Remove(filepath.Join(dir, SwtpmPidFile)); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := StopSwtpmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("swtpm %d still running after StopSwtpmDir without a pid file", s.Pid)
+	}
+}
+
 func TestSwtpmRestartAfterCrash(t *testing.T) {
 	s, tp := openSwtpm(t)
 	ak, err := tp.CreateAK(AKOptions{})
