@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/imans-project/imans/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -375,15 +376,7 @@ func checkReplay(r *report.Report) {
 // writeUnsynced writes data to path through a temporary file and a rename,
 // mode 0600, without fsync.
 func writeUnsynced(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, atomicfile.Options{NoSync: true})
 }
 
 // copyLists keeps the lists next to the report, since the run folder goes.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/imans-project/imans/internal/atomicfile"
 	"io"
 	"os"
 	"slices"
@@ -359,25 +360,10 @@ func tpmQuote(c *cli.Context) error {
 	return nil
 }
 
-// tpmWriteFile writes a file through a temporary file and a rename.
+// tpmWriteFile writes a file through a temporary file, fsynced, and a
+// rename.
 func tpmWriteFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, atomicfile.Options{Perm: 0o644, NoSyncDir: true})
 }
 
 // tpmExpectedPCRs gathers --expect and --expect-pcr.
