@@ -5,19 +5,18 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/imans-project/imans/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
-
 	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/internal/atomicfile"
 	"github.com/imans-project/imans/measure"
 	"github.com/imans-project/imans/report"
 	"github.com/imans-project/imans/tpm"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Deadlines of poststop's steps. Together they stay well under a runtime's

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+	"github.com/imans-project/imans/internal/atomicfile"
 )
 
 // Names of the files StartSwtpm keeps in an instance's folder. The control
@@ -393,12 +394,10 @@ func removeRuntimeFiles(dir string) error {
 
 // writePid writes the pid file atomically.
 func writePid(dir string, pid int) error {
-	tmp := filepath.Join(dir, SwtpmPidFile+".tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)+"\n"), 0o600); err != nil {
-		return fmt.Errorf("write swtpm pid file: %w", err)
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, SwtpmPidFile)); err != nil {
-		return fmt.Errorf("write swtpm pid file: %w", err)
+	err := atomicfile.Write(filepath.Join(dir, SwtpmPidFile), []byte(strconv.Itoa(pid)+"\n"),
+		atomicfile.Options{NoSync: true})
+	if err != nil {
+		return fmt.Errorf("swtpm pid file: %w", err)
 	}
 	return nil
 }

@@ -6,17 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/imans-project/imans/internal/atomicfile"
 	"io"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 
-	"github.com/urfave/cli/v2"
-
 	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/internal/atomicfile"
 	"github.com/imans-project/imans/tpm"
+	"github.com/urfave/cli/v2"
 )
 
 // defaultTPM is the TPM the tpm commands use without --tpm: the kernel's

@@ -8,12 +8,12 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
+	"github.com/imans-project/imans/internal/atomicfile"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,16 +174,7 @@ func ProbeCached(path string) (ok bool, reason string) {
 		return ok, reason
 	}
 	b, _ := json.Marshal(probeFile{BootID: bootID, OK: ok, Reason: reason})
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".probe-*")
-	if err != nil {
-		return ok, reason
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); werr == nil && cerr == nil {
-		werr = os.Rename(tmp.Name(), path)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-	}
+	// A cache that cannot be written only costs the next caller a probe.
+	_ = atomicfile.Write(path, append(b, '\n'), atomicfile.Options{NoSync: true})
 	return ok, reason
 }
