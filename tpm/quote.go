@@ -106,13 +106,9 @@ func (ak *AK) quoteOnce(in tpm2.TPMLPCRSelection, sel map[string][]int,
 		PCRs:      values,
 		AKPublic:  ak.PublicWire(),
 	}
-	att, err := parseAttest(q.Attest)
+	_, info, err := parseQuote(q.Attest)
 	if err != nil {
 		return nil, false, err
-	}
-	info, err := att.Attested.Quote()
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: %w", ErrQuoteFormat, err)
 	}
 	h, err := signatureHash(&rsp.Signature)
 	if err != nil {
@@ -125,13 +121,18 @@ func (ak *AK) quoteOnce(in tpm2.TPMLPCRSelection, sel map[string][]int,
 	return q, !bytes.Equal(digest, info.PCRDigest.Buffer), nil
 }
 
-// parseAttest parses a TPMS_ATTEST.
-func parseAttest(b []byte) (*tpm2.TPMSAttest, error) {
+// parseQuote decodes a quote's attest structure (TPMS_ATTEST) and its
+// quote information.
+func parseQuote(b []byte) (*tpm2.TPMSAttest, *tpm2.TPMSQuoteInfo, error) {
 	att, err := tpm2.Unmarshal[tpm2.TPMSAttest](b)
 	if err != nil {
-		return nil, fmt.Errorf("%w: attest: %w", ErrQuoteFormat, err)
+		return nil, nil, fmt.Errorf("%w: attest: %w", ErrQuoteFormat, err)
 	}
-	return att, nil
+	info, err := att.Attested.Quote()
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrQuoteFormat, err)
+	}
+	return att, info, nil
 }
 
 // signatureHash returns the hash a signature was made with, which is also

@@ -134,13 +134,9 @@ type ToolsFiles struct {
 // The PCR values are written in the order of the signed selection, which
 // must therefore parse.
 func (q *Quote) WriteToolsFiles(dir string) (*ToolsFiles, error) {
-	att, err := parseAttest(q.Attest)
+	_, info, err := parseQuote(q.Attest)
 	if err != nil {
 		return nil, err
-	}
-	info, err := att.Attested.Quote()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrQuoteFormat, err)
 	}
 	var (
 		values []byte
@@ -195,13 +191,9 @@ func (q *Quote) WriteToolsFiles(dir string) (*ToolsFiles, error) {
 // Selection returns the PCRs the quote covers, from the signed attest
 // structure: bank -> PCR indexes, ascending.
 func (q *Quote) Selection() (map[string][]int, error) {
-	att, err := parseAttest(q.Attest)
+	_, info, err := parseQuote(q.Attest)
 	if err != nil {
 		return nil, err
-	}
-	info, err := att.Attested.Quote()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrQuoteFormat, err)
 	}
 	out := make(map[string][]int)
 	for _, s := range info.PCRSelect.PCRSelections {

@@ -85,13 +85,9 @@ func verifyQuote(q *Quote, qualifyingData []byte) (*QuoteInfo, error) {
 	if ty := binary.BigEndian.Uint16(q.Attest[4:]); ty != stAttestQuote {
 		return nil, fmt.Errorf("%w: type %#04x, want %#04x", ErrQuoteType, ty, stAttestQuote)
 	}
-	att, err := parseAttest(q.Attest)
+	att, quote, err := parseQuote(q.Attest)
 	if err != nil {
 		return nil, err
-	}
-	quote, err := att.Attested.Quote()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrQuoteFormat, err)
 	}
 
 	if !bytes.Equal(att.ExtraData.Buffer, qualifyingData) {
