@@ -25,6 +25,10 @@ const (
 	SwtpmSocket  = "swtpm.sock"
 	SwtpmControl = "swtpm.sock.ctrl"
 	SwtpmPidFile = "swtpm.pid"
+	// swtpmStopped marks a folder whose instance Stop saw exit: with
+	// no pid file, nothing can be running there, and StopSwtpmDir need
+	// not look through every process for one.
+	swtpmStopped = "swtpm.stopped"
 	SwtpmLog     = "swtpm.log"
 )
 
@@ -80,6 +84,10 @@ func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
 
 	if err := cleanStale(dir); err != nil {
 		return nil, err
+	}
+	if err := os.Remove(filepath.Join(dir, swtpmStopped)); err != nil &&
+		!errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("start swtpm: %w", err)
 	}
 
 	cmd := exec.Command(bin, "socket", "--tpm2",
@@ -225,6 +233,9 @@ func (s *Swtpm) Stop() error {
 			}
 		}
 	}
+	// The marker goes before the pid file: whoever finds no pid file
+	// then also finds the marker.
+	_ = os.WriteFile(filepath.Join(s.Dir, swtpmStopped), nil, 0o600)
 	return removeRuntimeFiles(s.Dir)
 }
 
@@ -244,7 +255,9 @@ func StopSwtpmDir(dir string) error {
 		return err
 	}
 	pids := []int{pid}
-	if pid == 0 {
+	if pid == 0 && exists(filepath.Join(dir, swtpmStopped)) {
+		pids = nil
+	} else if pid == 0 {
 		// No pid file: the process that started the swtpm may have died
 		// before swtpm wrote it. Look for a swtpm serving dir all the same,
 		// or it would run on with nobody to stop it.
@@ -259,6 +272,12 @@ func StopSwtpmDir(dir string) error {
 		}
 	}
 	return removeRuntimeFiles(dir)
+}
+
+// exists reports whether path names anything.
+func exists(path string) bool {
+	_, err := os.Lstat(path)
+	return err == nil
 }
 
 // servingPids returns the live swtpm processes whose command line serves

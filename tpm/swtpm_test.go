@@ -138,6 +138,50 @@ func TestStopSwtpmDirWithoutPidFile(t *testing.T) {
 	}
 }
 
+// Stop leaves a marker that spares StopSwtpmDir its search of every
+// process; a new start in the same folder removes it, so an instance
+// started after a stop is still found when its pid file is missing.
+func TestStopSwtpmDirAfterStopAndRestart(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	first, err := StartSwtpm(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, swtpmStopped)); err != nil {
+		t.Fatalf("no stop marker after Stop: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, SwtpmPidFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("pid file after Stop: %v", err)
+	}
+	if err := StopSwtpmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+
+	second, err := StartSwtpm(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Stop()
+	if _, err := os.Stat(filepath.Join(dir, swtpmStopped)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("stop marker left after a new start: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, SwtpmPidFile)); err != nil {
+		t.Fatal(err)
+	}
+	if err := StopSwtpmDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-second.done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("swtpm %d still running after StopSwtpmDir", second.Pid)
+	}
+}
+
 func TestSwtpmRestartAfterCrash(t *testing.T) {
 	s, tp := openSwtpm(t)
 	ak, err := tp.CreateAK(AKOptions{})

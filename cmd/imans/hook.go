@@ -88,7 +88,7 @@ func dropTime(groups []string, a slog.Attr) slog.Attr {
 
 // hookAnnotations returns the container's annotations: the state's, or the
 // bundle config's for a runtime that leaves them out of the state.
-func hookAnnotations(st *specs.State) (map[string]string, *specs.Spec, error) {
+func hookAnnotations(st *specs.State) (map[string]string, *hook.BundleSpec, error) {
 	if len(st.Annotations) > 0 {
 		return st.Annotations, nil, nil
 	}
@@ -202,7 +202,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 // not measure under (see hook.CheckID): enforce mode refuses it; audit mode
 // lets it start unmeasured, logs it, and records the reason in a run folder
 // named by hook.FileName, so poststop writes an incomplete report.
-func hookUnusableID(p hook.Paths, st *specs.State, cfg *specs.Spec, enforce bool,
+func hookUnusableID(p hook.Paths, st *specs.State, cfg *hook.BundleSpec, enforce bool,
 	idErr error) error {
 	log, closeLog := hookLogger(p, st.ID)
 	defer closeLog()
