@@ -51,6 +51,9 @@ type Outcome struct {
 	// container's init exited, before any stop request.
 	ContainerExited bool      `json:"container_exited,omitempty"`
 	Stopped         time.Time `json:"stopped"`
+	// Report is the report the collector wrote itself (WriteEarlyReport)
+	// before this outcome, when the container's init had exited.
+	Report string `json:"report,omitempty"`
 }
 
 // Finished is the result of Finish.
@@ -97,7 +100,14 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		res.Stop, _ = StopCollector(dir, StopTimeout)
 		r.Info.Stopped = time.Now().UTC()
 	} else {
-		res.Stop = collectEvidence(r, dir, rec)
+		res.Stop = stopCollector(r, dir)
+		if early := readEarlyReport(r, dir, res.Path, st.ID); early != nil {
+			res.Report = early
+			return res, removeRunFolder(dir)
+		}
+		spec, out := readOutcome(r, dir, rec)
+		r.Info.Stopped = time.Now().UTC()
+		compareEvidence(r, dir, rec, spec, out)
 	}
 
 	copied := copyLists(r, p, dir, st.ID)
@@ -137,13 +147,82 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	return res, nil
 }
 
-// collectEvidence stops the collector, takes PCR 10, replays the list and
-// compares it with the expectations, recording every gap as a reason.
-func collectEvidence(r *report.Report, dir string, rec Record) StopResult {
-	stop := stopCollector(r, dir)
-	spec, out := readOutcome(r, dir, rec)
-	r.Info.Stopped = time.Now().UTC()
+// removeRunFolder stops the TPM and removes the run folder of a container
+// whose report is written.
+func removeRunFolder(dir string) error {
+	if err := removeTPM(dir); err != nil {
+		// Logged by the caller; the folder is left for the next cleanup.
+		return fmt.Errorf("report written, but stop tpm: %w", err)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return fmt.Errorf("report written, but remove run folder: %w", err)
+	}
+	return nil
+}
 
+// WriteEarlyReport is poststop's work done by the collector as soon as the
+// container's init has exited, while the runtime is still tearing the
+// container down: the same report, from the same evidence (the outcome
+// out, not yet written, and the run folder dir), written durably to the
+// reports folder of p. It returns the report's path for the outcome.
+// poststop then only checks that the collector ended well, reads the
+// report back and removes the run folder. Anything short of that (an
+// error here, a collector that did not end on its own) leaves the whole
+// work to poststop, as before.
+func WriteEarlyReport(p Paths, dir string, out Outcome) (string, error) {
+	if !out.ContainerExited {
+		return "", errors.New("early report: the container's init has not exited")
+	}
+	var rec Record
+	if err := ReadJSON(dir, RecordFile, &rec); err != nil {
+		return "", fmt.Errorf("early report: %w", err)
+	}
+	if len(rec.Incomplete) > 0 {
+		return "", errors.New("early report: measurement never started")
+	}
+	var spec measure.Spec
+	if err := ReadJSON(dir, SpecFile, &spec); err != nil {
+		return "", fmt.Errorf("early report: %w", err)
+	}
+
+	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
+	fillInfo(r, rec)
+	applyOutcome(r, out)
+	r.Info.Stopped = time.Now().UTC()
+	compareEvidence(r, dir, rec, spec, out)
+	if !copyLists(r, p, dir, rec.ID) {
+		return "", errors.New("early report: lists not copied next to the report")
+	}
+	r.Decide()
+	path := p.Report(rec.ID)
+	if err := r.Write(path); err != nil {
+		return "", fmt.Errorf("early report: %w", err)
+	}
+	return path, nil
+}
+
+// readEarlyReport returns the report the collector wrote itself, when it
+// did and then ended well (stopCollector added no reason to r), read back
+// from path; otherwise nil, and poststop writes the report.
+func readEarlyReport(r *report.Report, dir, path, id string) *report.Report {
+	if len(r.Incomplete) > 0 {
+		return nil
+	}
+	var out Outcome
+	if err := ReadJSON(dir, OutcomeFile, &out); err != nil || out.Report != path ||
+		!out.ContainerExited {
+		return nil
+	}
+	early, err := report.Read(path)
+	if err != nil || early.Info.ContainerID != id {
+		return nil
+	}
+	return early
+}
+
+// compareEvidence takes PCR 10, replays the list and compares it with the
+// expectations, recording every gap as a reason.
+func compareEvidence(r *report.Report, dir string, rec Record, spec measure.Spec, out Outcome) {
 	// The collector reads PCR 10 after its last extend and stops the
 	// TPM itself; only when it could not (it died) is the TPM read here.
 	switch {
@@ -166,7 +245,6 @@ func collectEvidence(r *report.Report, dir string, rec Record) StopResult {
 		r.Incomplete = append(r.Incomplete, err.Error())
 	}
 	r.Findings = append(r.Findings, findings...)
-	return stop
 }
 
 // finishWithoutRecord handles a poststop with no run folder: a second
@@ -250,6 +328,12 @@ func readOutcome(r *report.Report, dir string, rec Record) (measure.Spec, Outcom
 		}
 		return spec, Outcome{}
 	}
+	applyOutcome(r, out)
+	return spec, out
+}
+
+// applyOutcome records in r what the collector's outcome says.
+func applyOutcome(r *report.Report, out Outcome) {
 	if out.Status.Backend != "" {
 		r.Info.Backend = string(out.Status.Backend)
 	}
@@ -261,7 +345,6 @@ func readOutcome(r *report.Report, dir string, rec Record) (measure.Spec, Outcom
 		r.Incomplete = append(r.Incomplete, "container tpm: "+out.TPMError)
 	}
 	r.Incomplete = append(r.Incomplete, out.Status.Incomplete...)
-	return spec, out
 }
 
 // ReadPCR10 reads PCR 10 of every bank of Banks from the TPM at addr, as

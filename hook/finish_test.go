@@ -223,3 +223,69 @@ func TestFinishAfterRefusal(t *testing.T) {
 		t.Error("run folder left after poststop")
 	}
 }
+
+// The collector writes the report itself when the container's init has
+// exited; poststop then reads it back instead of redoing the work, and
+// still removes the run folder.
+func TestEarlyReport(t *testing.T) {
+	rf := newRunFolder(t, report.Expectations{})
+	want := rf.replay()
+	rf = newRunFolder(t, report.Expectations{
+		Digests: map[string][]string{"/app/demo.sh": {digest("echo hi\n")},
+			"/etc/passwd": {digest("root:x:0:0::/:/bin/sh\n")}},
+		PCR10: want,
+	})
+	os.WriteFile(filepath.Join(rf.dir, measure.BinaryListFile), rf.list, 0o600)
+	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2},
+		PCR10: want}
+	if _, err := WriteEarlyReport(rf.p, rf.dir, out); err == nil {
+		t.Fatal("early report written for a container still running")
+	}
+	if _, err := os.Stat(rf.p.Report("c1")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("report after a refused early report: %v", err)
+	}
+
+	out.ContainerExited = true
+	path, err := WriteEarlyReport(rf.p, rf.dir, out)
+	if err != nil || path != rf.p.Report("c1") {
+		t.Fatalf("early report %q: %v", path, err)
+	}
+	early, err := report.Read(path)
+	if err != nil || early.Verdict != report.Pass || early.TPM.ReplayPCR10["sha256"] != want["sha256"] {
+		t.Fatalf("early report %+v: %v", early, err)
+	}
+	out.Report = path
+	if err := WriteJSON(rf.dir, OutcomeFile, out); err != nil {
+		t.Fatal(err)
+	}
+	// Without its list, a report written by poststop would be
+	// incomplete: a pass proves the early one was kept.
+	os.Remove(filepath.Join(rf.dir, measure.BinaryListFile))
+	res, err := Finish(rf.p, &specs.State{ID: "c1", Bundle: "/b"})
+	if err != nil || res.Report.Verdict != report.Pass || res.Path != path {
+		t.Fatalf("finish after an early report: %+v: %v", res, err)
+	}
+	if _, err := os.Stat(rf.dir); !os.IsNotExist(err) {
+		t.Errorf("run folder left: %v", err)
+	}
+}
+
+// An outcome naming a report that is not there (removed, or never
+// renamed into place) leaves the work to poststop.
+func TestEarlyReportMissing(t *testing.T) {
+	rf := newRunFolder(t, report.Expectations{})
+	os.WriteFile(filepath.Join(rf.dir, measure.BinaryListFile), rf.list, 0o600)
+	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2},
+		PCR10: rf.replay(), ContainerExited: true, Report: rf.p.Report("c1")}
+	if err := WriteJSON(rf.dir, OutcomeFile, out); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Finish(rf.p, &specs.State{ID: "c1", Bundle: "/b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := report.Read(rf.p.Report("c1"))
+	if err != nil || r.Verdict != res.Report.Verdict || r.TPM.Entries != 2 || !r.TPM.ListMatches {
+		t.Fatalf("report written by poststop %+v: %v", r, err)
+	}
+}

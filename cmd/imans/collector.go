@@ -179,6 +179,15 @@ func collectorMain(dir string) error {
 		out.Error = err.Error()
 	}
 	out.Stopped = time.Now().UTC()
+	// A container whose init exited gets its report now, while the
+	// runtime tears it down, instead of after poststop's start; poststop
+	// does it all when this fails or the collector was stopped instead.
+	if out.ContainerExited && err == nil {
+		if path, rerr := hook.WriteEarlyReport(hook.DefaultPaths(), dir, out); rerr == nil {
+			out.Report = path
+		}
+		hookTrace("collector report")
+	}
 	werr := hook.WriteJSON(dir, hook.OutcomeFile, out)
 	hookTrace("collector outcome")
 
