@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,22 +51,41 @@ type Swtpm struct {
 	done chan struct{} // closed when cmd has been waited for
 }
 
-// StartSwtpm starts a swtpm for the TPM state in dir (created if missing;
-// an existing state is reused) and waits until it answers a command,
-// within ctx's deadline (DefaultTimeout if ctx has none).
+// StartSwtpm starts a swtpm for the TPM state in dir (LaunchSwtpm) and
+// waits until it answers a command, within ctx's deadline (DefaultTimeout
+// if ctx has none).
+func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
+	s, err := LaunchSwtpm(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.WaitReady(ctx); err != nil {
+		_ = s.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// LaunchSwtpm starts a swtpm for the TPM state in dir (created if missing;
+// an existing state is reused) and returns without waiting for it. Its
+// server and control sockets are bound here and handed to swtpm, so they
+// accept connections from the start: a client may dial s.Addr at once,
+// and its first command is answered as soon as the TPM is up (WaitReady
+// waits for exactly that). swtpm serves one connection at a time, the
+// others wait in the socket's queue.
 //
 // The process is detached: its own session, /dev/null as stdin, stdout and
-// stderr, no inherited descriptors, so it outlives the caller and holds
-// none of the caller's pipes open. To that end every descriptor of the
-// calling process above 2 is marked close-on-exec, which only matters to
-// a caller that meant to pass one through a plain exec (os/exec's
-// ExtraFiles still work).
+// stderr, no inherited descriptors but its sockets, so it outlives the
+// caller and holds none of the caller's pipes open. To that end every
+// descriptor of the calling process above 2 is marked close-on-exec,
+// which only matters to a caller that meant to pass one through a plain
+// exec (os/exec's ExtraFiles still work).
 //
 // Its pid goes into dir/swtpm.pid for StopSwtpmDir, its log into
 // dir/swtpm.log. A stale pid file and sockets left by a crashed instance
 // are removed; a live instance for dir gives ErrSwtpmRunning. swtpm
 // itself powers the TPM on and sends TPM2_Startup(CLEAR).
-func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
+func LaunchSwtpm(dir string) (*Swtpm, error) {
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		return nil, fmt.Errorf("start swtpm in %s: %w: %w", dir, ErrSwtpmMissing, err)
@@ -89,18 +109,29 @@ func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
 		!errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("start swtpm: %w", err)
 	}
+	socks, err := bindSockets(sock, filepath.Join(dir, SwtpmControl))
+	if err != nil {
+		return nil, fmt.Errorf("start swtpm in %s: %w", dir, err)
+	}
+	defer func() {
+		for _, f := range socks {
+			f.Close()
+		}
+	}()
 
 	cmd := exec.Command(bin, "socket", "--tpm2",
-		"--server", "type=unixio,path="+sock,
-		"--ctrl", "type=unixio,path="+filepath.Join(dir, SwtpmControl),
+		"--server", "type=unixio,fd=3",
+		"--ctrl", "type=unixio,fd=4",
 		"--tpmstate", "dir="+dir,
 		"--log", "file="+filepath.Join(dir, SwtpmLog)+",level=1,truncate",
 		"--flags", "not-need-init,startup-clear",
 	)
 	cmd.Dir = "/"
+	cmd.ExtraFiles = socks
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	closeOnExec()
 	if err := cmd.Start(); err != nil {
+		removeRuntimeFiles(dir)
 		return nil, fmt.Errorf("start swtpm in %s: %w: %w", dir, ErrSwtpmStart, err)
 	}
 	s := &Swtpm{Dir: dir, Addr: "unix:" + sock, Pid: cmd.Process.Pid, cmd: cmd,
@@ -114,11 +145,40 @@ func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
 		_ = s.Stop()
 		return nil, err
 	}
-	if err := s.waitReady(ctx); err != nil {
-		_ = s.Stop()
+	return s, nil
+}
+
+// bindSockets binds a listening unix socket at each path (mode 0600) and
+// returns them as files for a child, the paths staying bound when these
+// copies are closed.
+func bindSockets(paths ...string) ([]*os.File, error) {
+	var files []*os.File
+	fail := func(err error) ([]*os.File, error) {
+		for _, f := range files {
+			f.Close()
+		}
+		for _, p := range paths {
+			os.Remove(p)
+		}
 		return nil, err
 	}
-	return s, nil
+	for _, p := range paths {
+		l, err := net.ListenUnix("unix", &net.UnixAddr{Name: p, Net: "unix"})
+		if err != nil {
+			return fail(err)
+		}
+		l.SetUnlinkOnClose(false)
+		f, err := l.File()
+		l.Close()
+		if err != nil {
+			return fail(err)
+		}
+		files = append(files, f)
+		if err := os.Chmod(p, 0o600); err != nil {
+			return fail(err)
+		}
+	}
+	return files, nil
 }
 
 // closeOnExec marks every descriptor above stderr close-on-exec, so that
@@ -137,8 +197,13 @@ func closeOnExec() {
 	}
 }
 
-// waitReady polls the server socket until the TPM answers a command.
-func (s *Swtpm) waitReady(ctx context.Context) error {
+// WaitReady waits until the TPM answers a command, within ctx's deadline
+// (DefaultTimeout if ctx has none), or fails when the instance exits first.
+// Only an instance this process launched can be waited for.
+func (s *Swtpm) WaitReady(ctx context.Context) error {
+	if s.cmd == nil {
+		return fmt.Errorf("swtpm in %s: not started by this process", s.Dir)
+	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
@@ -146,10 +211,10 @@ func (s *Swtpm) waitReady(ctx context.Context) error {
 	}
 	deadline, _ := ctx.Deadline()
 
-	// The socket accepts as soon as swtpm has bound it, before the TPM
-	// is ready; the probe's command then waits in the socket's queue
-	// until the TPM answers. So only the moments before the bind are
-	// polled, in short pauses.
+	// The socket was bound before swtpm ran: the probe's connection
+	// waits in its queue and its command is answered once the TPM is
+	// up. A swtpm that exits first resets the connection, and its exit
+	// is what is reported; short pauses cover the moment in between.
 	pause := 100 * time.Microsecond
 	for {
 		select {
@@ -175,6 +240,22 @@ func (s *Swtpm) waitReady(ctx context.Context) error {
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, time.Millisecond)
+	}
+}
+
+// Exited returns nil while the instance runs, else why it is gone: its exit
+// status and the end of its log. It knows only of an instance this process
+// launched; for any other it returns nil.
+func (s *Swtpm) Exited() error {
+	if s.cmd == nil {
+		return nil
+	}
+	select {
+	case <-s.done:
+		return fmt.Errorf("swtpm in %s exited (%s)%s", s.Dir, s.cmd.ProcessState,
+			logTail(s.Dir))
+	default:
+		return nil
 	}
 }
 
@@ -367,8 +448,10 @@ func livePid(dir string) (int, error) {
 	return pid, nil
 }
 
-// serves reports whether pid is a swtpm whose command line serves dir's
-// socket: a pid file's number may have been reused by another process.
+// serves reports whether pid is a swtpm whose command line keeps its
+// state in dir: a pid file's number may have been reused by another
+// process. (Its sockets are passed as descriptors, so its command line
+// names no socket.)
 func serves(pid int, dir string) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	if err != nil {
@@ -378,9 +461,8 @@ func serves(pid int, dir string) bool {
 	if len(args) == 0 || filepath.Base(args[0]) != "swtpm" {
 		return false
 	}
-	want := "path=" + filepath.Join(dir, SwtpmSocket)
-	for _, a := range args {
-		if strings.Contains(a, want) {
+	for i, a := range args[1:] {
+		if a == "--tpmstate" && i+2 < len(args) && args[i+2] == "dir="+dir {
 			return true
 		}
 	}

@@ -412,3 +412,70 @@ func TestSwtpmOneConnectionAtATime(t *testing.T) {
 		t.Fatalf("after the first closed: %v", err)
 	}
 }
+
+// LaunchSwtpm returns before the TPM is up, with its sockets bound already
+// (mode 0600): a client dials at once, and its first command is answered
+// once the TPM is up (PCR 10 of a new TPM: zeros in both banks).
+func TestLaunchSwtpmTakesConnectionsAtOnce(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	s, err := LaunchSwtpm(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	for _, name := range []string{SwtpmSocket, SwtpmControl} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil || fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want a socket, mode 0600", name, fi.Mode(), err)
+		}
+	}
+
+	tp, err := Open(s.Addr)
+	if err != nil {
+		t.Fatalf("dial right after the launch: %v", err)
+	}
+	defer tp.Close()
+	tp.SetTimeout(10 * time.Second)
+	v, err := tp.ReadPCR(10, "sha1", "sha256")
+	if err != nil || !bytes.Equal(v["sha1"], make([]byte, 20)) ||
+		!bytes.Equal(v["sha256"], make([]byte, 32)) {
+		t.Fatalf("pcr 10 of a new TPM: %x, %v; want zeros", v, err)
+	}
+	if err := s.Exited(); err != nil {
+		t.Fatalf("Exited of a running swtpm: %v", err)
+	}
+}
+
+// A launched instance that dies is reported by Exited, with its folder and
+// the end of its log, and a client's command fails instead of waiting.
+func TestSwtpmExited(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	// A state folder swtpm cannot use: its state file is a folder.
+	dir := filepath.Join(shortDir(t), "tpm")
+	if err := os.MkdirAll(filepath.Join(dir, "tpm2-00.permall"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := LaunchSwtpm(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Exited() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	err = s.Exited()
+	if err == nil || !strings.Contains(err.Error(), dir+" exited") {
+		t.Fatalf("Exited of a swtpm that cannot read its state: %v", err)
+	}
+	if tp, oerr := Open(s.Addr); oerr == nil {
+		tp.SetTimeout(5 * time.Second)
+		if _, rerr := tp.ReadPCR(10, "sha256"); rerr == nil {
+			t.Error("a command to an exited swtpm succeeded")
+		}
+		tp.Close()
+	}
+	t.Logf("Exited: %v", err)
+}
