@@ -94,17 +94,22 @@ func removeRunDir(dir string) error {
 	if _, err := StopCollector(dir, time.Second); err != nil && !errors.Is(err, ErrNoCollector) {
 		return err
 	}
-	if err := removeTPM(dir); err != nil {
+	if err := RemoveTPM(dir); err != nil {
 		return err
 	}
 	return os.RemoveAll(dir)
 }
 
-// removeTPM stops a run folder's swtpm and removes its TPM folder and link.
-func removeTPM(dir string) error {
+// RemoveTPM stops a run folder's swtpm and removes its TPM folder and
+// link. A TPM folder that is gone has no swtpm left to stop: the collector
+// removes it only after its swtpm exited (and StopSwtpmDir, finding no pid
+// file and no stop marker, would look through every process for one).
+func RemoveTPM(dir string) error {
 	tpmDir := TPMFolder(dir)
-	if err := tpm.StopSwtpmDir(tpmDir); err != nil {
-		return err
+	if _, err := os.Lstat(tpmDir); err == nil {
+		if err := tpm.StopSwtpmDir(tpmDir); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(TPMLink(dir)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

@@ -117,7 +117,7 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	// is stopped and its folder removed while the report is synced.
 	tpmErr := make(chan error, 1)
 	go func() {
-		tpmErr <- removeTPM(dir)
+		tpmErr <- RemoveTPM(dir)
 	}()
 	werr := r.Write(res.Path)
 	if werr == nil && !copied {
@@ -150,7 +150,7 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 // removeRunFolder stops the TPM and removes the run folder of a container
 // whose report is written.
 func removeRunFolder(dir string) error {
-	if err := removeTPM(dir); err != nil {
+	if err := RemoveTPM(dir); err != nil {
 		// Logged by the caller; the folder is left for the next cleanup.
 		return fmt.Errorf("report written, but stop tpm: %w", err)
 	}

@@ -5,14 +5,17 @@ import (
 	"encoding/hex"
 	"os"
 	"path/filepath"
+
+	"github.com/imans-project/imans/shim"
 )
 
 // Environment variables that move imans's folders, for tests and for hosts
 // that keep state elsewhere. Runtimes run hooks with the hook entry's env
-// only, so set them there.
+// only, so set them there. They are named in package shim, whose runtime
+// wrapper copies them into the hook entries it adds.
 const (
-	RunDirEnv   = "IMANS_RUN_DIR"
-	StateDirEnv = "IMANS_STATE_DIR"
+	RunDirEnv   = shim.RunDirEnv
+	StateDirEnv = shim.StateDirEnv
 )
 
 // Default folders.
@@ -47,9 +50,9 @@ func TPMFolder(runFolder string) string {
 }
 
 // TPMLink returns the TPM address the backend is given: a symlink next to
-// TPMFolder to the swtpm's socket, made once the swtpm answers. swtpm
-// serves one client at a time, so a backend connecting early would block
-// the start's own probe.
+// TPMFolder to the swtpm's socket, made when the collector launches the
+// swtpm (its socket takes connections from the start; the first command is
+// answered once the TPM is up).
 func TPMLink(runFolder string) string { return TPMFolder(runFolder) + ".sock" }
 
 // KernelProbePrefix starts the names of the files the kernel probe's

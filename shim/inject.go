@@ -26,6 +26,15 @@ const AnnotationEnable = "io.imans.enable"
 // poststop with an empty one.
 const HookPATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// The environment variables that move the hook's folders (package hook
+// reads them). The wrapper copies each that is set to an absolute path into
+// the hook entries it adds, since runtimes run a hook with its entry's
+// environment only.
+const (
+	RunDirEnv   = "IMANS_RUN_DIR"
+	StateDirEnv = "IMANS_STATE_DIR"
+)
+
 // Hook timeouts in seconds. The createRuntime hook waits for the
 // container's TPM and collector with its own shorter deadline; poststop
 // replays the whole measurement list and writes the report.

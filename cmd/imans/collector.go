@@ -22,9 +22,6 @@ import (
 	"github.com/imans-project/imans/tpm"
 )
 
-// collectorTPMTimeout bounds the container TPM's start in the collector.
-const collectorTPMTimeout = 10 * time.Second
-
 // collectorAttachGrace bounds the wait, at the end, for the backend to
 // connect to a TPM that came up after the container had already exited.
 const collectorAttachGrace = 500 * time.Millisecond
@@ -49,81 +46,84 @@ func collectorCommand() *cli.Command {
 	}
 }
 
-// collectorMain runs the collector: it starts the container's TPM in the
-// background (the backend's log queues extends until the TPM answers, so
-// the container's start does not wait for it), runs the backend, says
-// ready on the ready pipe, measures until SIGTERM, drains, and writes its
-// outcome into the run folder. poststop reads the lists and the TPM.
+// collectorMain runs the collector: it launches the container's TPM first
+// (its socket takes connections at once, so the backend attaches it from
+// the start and its first command waits for the TPM to be up), runs the
+// backend, says ready on the ready pipe, measures until SIGTERM or the
+// container's end, drains, reads PCR 10, stops the TPM while it writes the
+// report (when the container's init has exited), and writes its outcome
+// into the run folder last: after the outcome it touches nothing there.
 func collectorMain(dir string) error {
 	hookTrace("collector start")
 	ready := collectorReadyPipe()
-	if !hook.AwaitGo() {
-		// The hook gave up before the run folder was written.
-		return nil
-	}
-	hookTrace("collector go")
-	hook.CloseInherited(hook.ReadyFD)
 	if !filepath.IsAbs(dir) {
 		err := fmt.Errorf("collector: --dir %q is not absolute", dir)
 		hook.SignalReady(ready, err)
 		return err
 	}
+	// The launch runs beside the backend's setup, which the container's
+	// start waits for; tpmUp is closed once the TPM takes connections,
+	// launched once the launch is over, either way.
+	var out hook.Outcome
+	var swtpm *tpm.Swtpm
+	tpmUp, launched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(launched)
+		s, err := collectorLaunchTPM(dir)
+		if err != nil {
+			out.TPMError = err.Error()
+			return
+		}
+		swtpm = s
+		close(tpmUp)
+		hookTrace("collector tpm launched")
+	}()
+	// stopTPM waits for the launch and undoes it.
+	stopTPM := func() {
+		<-launched
+		collectorStopTPM(swtpm, dir)
+	}
+
+	if !hook.AwaitGo() {
+		// The hook gave up before the run folder was written.
+		stopTPM()
+		return nil
+	}
+	hookTrace("collector go")
+	hook.CloseInherited(hook.ReadyFD)
 
 	var spec measure.Spec
 	if err := hook.ReadJSON(dir, hook.SpecFile, &spec); err != nil {
 		hook.SignalReady(ready, err)
+		stopTPM()
 		return err
 	}
-	// tpmUp is closed once the TPM answers, attached once the backend
-	// holds it (or gave up on it).
-	tpmUp, attached := make(chan struct{}), make(chan struct{})
+	// attached is closed once the backend holds the TPM or gave up on it.
+	attached := make(chan struct{})
 	var attachOnce sync.Once
 	onAttach := func(bool) { attachOnce.Do(func() { close(attached) }) }
 	coll, err := collectorBackend(spec, tpmUp, onAttach)
 	if err != nil {
 		hook.SignalReady(ready, err)
+		stopTPM()
 		return err
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	signal.Ignore(syscall.SIGHUP, syscall.SIGPIPE)
-	var out hook.Outcome
 	ctx, cancel, exited := collectorWatchContainer(ctx, spec.Pid)
 	defer cancel()
 
-	var swtpm *tpm.Swtpm
-	tpmDone := make(chan struct{})
-	go func() {
-		defer close(tpmDone)
-		tctx, cancel := context.WithTimeout(context.Background(), collectorTPMTimeout)
-		defer cancel()
-		s, err := tpm.StartSwtpm(tctx, hook.TPMFolder(dir))
-		if err != nil {
-			out.TPMError = err.Error()
-			return
-		}
-		sock := strings.TrimPrefix(s.Addr, "unix:")
-		if err := os.Symlink(sock, hook.TPMLink(dir)); err != nil {
-			out.TPMError = err.Error()
-			s.Stop()
-			return
-		}
-		swtpm = s
-		close(tpmUp)
-		hookTrace("collector tpm up")
-	}()
-
-	// The backend's context ends after the stop request and after the
-	// TPM is up (or failed) and the backend connected to it, so a
-	// container that exits within the TPM's start still has its entries
-	// extended.
+	// The backend's context ends after the stop request and once the
+	// backend holds the TPM (or gave up on it), so every entry of a
+	// container that exits at once is still extended.
 	runCtx, stopRun := context.WithCancel(context.Background())
 	defer stopRun()
 	go func() {
 		<-ctx.Done()
 		hookTrace("collector stop asked")
-		<-tpmDone
+		<-launched
 		switch {
 		case swtpm == nil:
 		case spec.Backend == measure.Fanotify:
@@ -155,18 +155,32 @@ func collectorMain(dir string) error {
 		hook.SignalReady(ready, err)
 	}
 	hookTrace("collector run done")
-	<-tpmDone
 	out.ContainerExited = exited()
+	<-launched
 
 	// The list is closed and every entry extended: read PCR 10 now.
 	if swtpm != nil {
-		pcrs, perr := hook.ReadPCR10(spec.TPM)
-		out.PCR10 = pcrs
-		if perr != nil {
-			out.PCRError = perr.Error()
+		if gone := swtpm.Exited(); gone != nil {
+			out.TPMError = gone.Error()
+		} else {
+			pcrs, perr := hook.ReadPCR10(spec.TPM)
+			out.PCR10 = pcrs
+			if perr != nil {
+				out.PCRError = perr.Error()
+			}
 		}
 		hookTrace("collector pcr read")
 	}
+	// PCR 10 is in the outcome: the TPM has done its part and is
+	// stopped, its folder removed, while the report is written. Nothing
+	// of this container outlives the collector (crun run, a subreaper,
+	// waits for every process it inherits).
+	tpmStopped := make(chan struct{})
+	go func() {
+		defer close(tpmStopped)
+		stopTPM()
+		hookTrace("collector tpm stopped")
+	}()
 
 	out.Status = status
 	// The backend's status beside its lists, for tools that read a run
@@ -188,22 +202,42 @@ func collectorMain(dir string) error {
 		}
 		hookTrace("collector report")
 	}
+	<-tpmStopped
 	werr := hook.WriteJSON(dir, hook.OutcomeFile, out)
 	hookTrace("collector outcome")
-
-	// With the outcome written, poststop goes on; the TPM is stopped
-	// meanwhile, so nothing of this container outlives the collector
-	// (crun run, a subreaper, waits for every process it inherits).
-	// poststop's own stop of the TPM waits for the same exit before it
-	// removes the run folder.
-	if swtpm != nil {
-		swtpm.Stop()
-		hookTrace("collector tpm stopped")
-	}
 	if werr != nil {
 		return werr
 	}
 	return err
+}
+
+// collectorLaunchTPM launches the container's swtpm in the run folder's
+// TPM folder and links the address the backend is given to its socket.
+func collectorLaunchTPM(dir string) (*tpm.Swtpm, error) {
+	s, err := tpm.LaunchSwtpm(hook.TPMFolder(dir))
+	if err != nil {
+		return nil, err
+	}
+	sock := strings.TrimPrefix(s.Addr, "unix:")
+	if err := os.Symlink(sock, hook.TPMLink(dir)); err != nil {
+		s.Stop()
+		return nil, fmt.Errorf("container tpm: %w", err)
+	}
+	return s, nil
+}
+
+// collectorStopTPM stops the swtpm this collector launched, when there is
+// one, and removes the TPM folder and link; a failure is left for
+// poststop's own RemoveTPM and goes to the collector's log.
+func collectorStopTPM(s *tpm.Swtpm, dir string) {
+	if s != nil {
+		if err := s.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "imans collector:", err)
+		}
+	}
+	if err := hook.RemoveTPM(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "imans collector: remove tpm:", err)
+	}
 }
 
 // collectorWatchContainer returns a context also cancelled when the
