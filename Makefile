@@ -6,6 +6,7 @@ PREFIX ?= /usr/local
 DESTDIR ?=
 FUZZTIME ?= 3s
 BIN := bin/imans
+WRAPPER := bin/imans-runtime
 # A static binary: imans starts on every container's create and stop, and
 # the C resolver that cgo would link into net costs start-up time.
 export CGO_ENABLED := 0
@@ -16,6 +17,7 @@ all: build
 
 build:
 	$(GO) build -tags urfave_cli_no_docs -o $(BIN) ./cmd/imans
+	$(GO) build -o $(WRAPPER) ./cmd/imans-runtime
 
 deps:
 	@missing=$$(for p in $$(cat .ci/packages); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -53,7 +55,7 @@ demo: deps build
 install: build
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/imans
-	ln -sf imans $(DESTDIR)$(PREFIX)/bin/imans-runtime
+	install -m 0755 $(WRAPPER) $(DESTDIR)$(PREFIX)/bin/imans-runtime
 	$(DESTDIR)$(PREFIX)/bin/imans install podman --prefix $(PREFIX) --destdir "$(DESTDIR)"
 
 clean:

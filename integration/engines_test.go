@@ -33,17 +33,12 @@ const (
 	engReportWait    = 30 * time.Second
 )
 
-// engWrapper returns the imans binary and the imans-runtime link beside
-// it, where `imans install` expects it.
+// engWrapper returns the imans binary and the imans-runtime binary beside
+// it, where `imans install` expects it (imansBinary builds both).
 func engWrapper(t *testing.T) (imans, wrapper string) {
 	t.Helper()
 	imans = imansBinary(t)
-	wrapper = filepath.Join(filepath.Dir(imans), "imans-runtime")
-	err := os.Symlink("imans", wrapper)
-	if err != nil && !errors.Is(err, os.ErrExist) {
-		t.Fatal(err)
-	}
-	return imans, wrapper
+	return imans, filepath.Join(filepath.Dir(imans), "imans-runtime")
 }
 
 // engWorkDir is a folder off tmpfs (the fanotify collector marks the

@@ -36,8 +36,9 @@ var (
 	buildErr  error
 )
 
-// imansBinary builds bin/imans once per test binary, into a temporary
-// folder kept for the whole run.
+// imansBinary builds imans, and the imans-runtime wrapper beside it, once
+// per test binary, into a temporary folder kept for the whole run, and
+// returns the path of imans.
 func imansBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -47,10 +48,14 @@ func imansBinary(t *testing.T) string {
 			return
 		}
 		imansBin = filepath.Join(dir, "imans")
-		out, err := exec.Command("go", "build", "-o", imansBin,
-			"github.com/imans-project/imans/cmd/imans").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		for pkg, out := range map[string]string{
+			"github.com/imans-project/imans/cmd/imans":         imansBin,
+			"github.com/imans-project/imans/cmd/imans-runtime": filepath.Join(dir, "imans-runtime"),
+		} {
+			if msg, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %v\n%s", pkg, err, msg)
+				return
+			}
 		}
 	})
 	if buildErr != nil {

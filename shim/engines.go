@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"strconv"
 )
 
@@ -13,9 +12,11 @@ import (
 const HooksDVersion = "1.0.0"
 
 // hooksDMatch is the annotation pattern the hooks.d files match on, both
-// sides anchored so that io.imans.enable=truely or x.io.imans.enable do not.
+// sides anchored so that io.imans.enable=truely or x.io.imans.enable do not:
+// AnnotationEnable with its dots escaped (spelled out: the wrapper binary,
+// which shares this package, starts faster without package regexp).
 var hooksDMatch = map[string]string{
-	"^" + regexp.QuoteMeta(AnnotationEnable) + "$": "^true$",
+	`^io\.imans\.enable$`: "^true$",
 }
 
 // HooksDFile is one file for a hooks.d folder.

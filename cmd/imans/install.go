@@ -11,8 +11,12 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imans-project/imans/internal/wrapper"
 	"github.com/imans-project/imans/shim"
 )
+
+// wrapperName is the runtime wrapper binary, installed beside imans.
+const wrapperName = "imans-runtime"
 
 // Default places of the engines' configuration.
 const (
@@ -120,13 +124,13 @@ func newInstaller(c *cli.Context) (*installer, error) {
 		}
 		in.imans = filepath.Join(abs, "bin", "imans")
 	} else {
-		self, err := selfPath()
+		self, err := wrapper.Self()
 		if err != nil {
 			return nil, fmt.Errorf("install: %w", err)
 		}
 		in.imans = self
 	}
-	in.wrapper = filepath.Join(filepath.Dir(in.imans), "imans-runtime")
+	in.wrapper = filepath.Join(filepath.Dir(in.imans), wrapperName)
 	return in, nil
 }
 
@@ -217,7 +221,7 @@ func (in *installer) containerd() error {
 		in.wrapper, snippet)
 	if _, err := os.Stat(in.staged(in.wrapper)); err != nil {
 		in.say("note: %s does not exist (yet): containerd fails every container of the "+
-			"handler until it does (make install makes it, a link to imans)", in.wrapper)
+			"handler until it does (make install installs it beside imans)", in.wrapper)
 	}
 
 	config, err := os.ReadFile(in.staged(in.ctrConfig))

@@ -9,17 +9,20 @@ import (
 	"path/filepath"
 
 	"github.com/urfave/cli/v2"
+
+	"github.com/imans-project/imans/internal/wrapper"
 )
 
 func main() {
 	os.Exit(run(os.Args))
 }
 
-// run dispatches on the program's name: installed as imans-runtime, the
-// binary is a drop-in for runc or crun; otherwise it is the imans tool.
+// run dispatches on the program's name: started as imans-runtime (a link
+// to it), the binary is the runtime wrapper, as the imans-runtime binary
+// is; otherwise it is the imans tool.
 func run(args []string) int {
 	if filepath.Base(args[0]) == "imans-runtime" {
-		return runtimeMain(args)
+		return wrapper.Main(args, wrapper.Self)
 	}
 
 	app := &cli.App{
