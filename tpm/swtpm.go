@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/google/go-tpm/tpm2"
+	"golang.org/x/sys/unix"
+
 	"github.com/imans-project/imans/internal/atomicfile"
 )
 
@@ -47,8 +49,9 @@ type Swtpm struct {
 	Addr string
 	Pid  int
 
-	cmd  *exec.Cmd     // nil when not started by this process
-	done chan struct{} // closed when cmd has been waited for
+	cmd   *exec.Cmd     // set when started by this process
+	pidfd int           // set (>0) when adopted (AdoptSwtpm)
+	done  chan struct{} // closed once the process has exited; nil when unknown
 }
 
 // StartSwtpm starts a swtpm for the TPM state in dir (LaunchSwtpm) and
@@ -199,10 +202,10 @@ func closeOnExec() {
 
 // WaitReady waits until the TPM answers a command, within ctx's deadline
 // (DefaultTimeout if ctx has none), or fails when the instance exits first.
-// Only an instance this process launched can be waited for.
+// Only an instance this process launched or adopted can be waited for.
 func (s *Swtpm) WaitReady(ctx context.Context) error {
-	if s.cmd == nil {
-		return fmt.Errorf("swtpm in %s: not started by this process", s.Dir)
+	if s.done == nil {
+		return fmt.Errorf("swtpm in %s: not launched or adopted by this process", s.Dir)
 	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
@@ -219,8 +222,7 @@ func (s *Swtpm) WaitReady(ctx context.Context) error {
 	for {
 		select {
 		case <-s.done:
-			return fmt.Errorf("swtpm in %s: %w: it exited (%s)%s",
-				s.Dir, ErrSwtpmStart, s.cmd.ProcessState, logTail(s.Dir))
+			return fmt.Errorf("%w: %w", ErrSwtpmStart, s.Exited())
 		default:
 		}
 
@@ -244,19 +246,73 @@ func (s *Swtpm) WaitReady(ctx context.Context) error {
 }
 
 // Exited returns nil while the instance runs, else why it is gone: its exit
-// status and the end of its log. It knows only of an instance this process
-// launched; for any other it returns nil.
+// status (for an instance this process launched) and the end of its log.
+// It knows only of an instance this process launched or adopted; for any
+// other it returns nil.
 func (s *Swtpm) Exited() error {
-	if s.cmd == nil {
+	if s.done == nil {
 		return nil
 	}
 	select {
 	case <-s.done:
-		return fmt.Errorf("swtpm in %s exited (%s)%s", s.Dir, s.cmd.ProcessState,
-			logTail(s.Dir))
+		status := "exited"
+		if s.cmd != nil {
+			status = fmt.Sprintf("exited (%s)", s.cmd.ProcessState)
+		}
+		return fmt.Errorf("swtpm in %s %s%s", s.Dir, status, logTail(s.Dir))
 	default:
 		return nil
 	}
+}
+
+// AdoptSwtpm returns the swtpm that another process launched for dir (the
+// pid file names it, and it must be a swtpm keeping its state in dir), so
+// that this process can tell when it exits (Exited) and stop it (Stop) as
+// if it had launched it: through a pidfd, which names that process and no
+// later one with its pid.
+func AdoptSwtpm(dir string) (*Swtpm, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("adopt swtpm: %w", err)
+	}
+	pid, err := livePid(dir)
+	if err != nil {
+		return nil, err
+	}
+	if pid == 0 {
+		return nil, fmt.Errorf("adopt swtpm: none runs in %s%s", dir, logTail(dir))
+	}
+	fd, err := unix.PidfdOpen(pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		return nil, fmt.Errorf("adopt swtpm %d in %s: %w", pid, dir, err)
+	}
+	unix.CloseOnExec(fd)
+	// Checked again with the pidfd held: the pid cannot be reused now.
+	if !serves(pid, dir) {
+		unix.Close(fd)
+		return nil, fmt.Errorf("adopt swtpm: none runs in %s (pid %d exited)", dir, pid)
+	}
+	s := &Swtpm{Dir: dir, Addr: "unix:" + filepath.Join(dir, SwtpmSocket), Pid: pid,
+		pidfd: fd, done: make(chan struct{})}
+	go func() {
+		// A pidfd polls readable once its process has exited.
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		close(s.done)
+	}()
+	return s, nil
+}
+
+// signal sends sig to the instance, launched or adopted.
+func (s *Swtpm) signal(sig syscall.Signal) error {
+	if s.cmd != nil {
+		return s.cmd.Process.Signal(sig)
+	}
+	return unix.PidfdSendSignal(s.pidfd, sig, nil, 0)
 }
 
 // Open opens the instance's TPM; the same as Open(s.Addr).
@@ -288,7 +344,7 @@ func (s *Swtpm) probe(d time.Duration) error {
 // within a grace period. It removes the sockets and the pid file and keeps
 // the TPM state. Stopping a stopped instance returns nil.
 func (s *Swtpm) Stop() error {
-	if s.cmd == nil {
+	if s.done == nil {
 		return StopSwtpmDir(s.Dir)
 	}
 
@@ -301,11 +357,11 @@ func (s *Swtpm) Stop() error {
 		}
 	}
 	if !gone() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		_ = s.signal(syscall.SIGTERM)
 		select {
 		case <-s.done:
 		case <-time.After(stopGrace):
-			_ = s.cmd.Process.Kill()
+			_ = s.signal(syscall.SIGKILL)
 			select {
 			case <-s.done:
 			case <-time.After(stopGrace):

@@ -479,3 +479,63 @@ func TestSwtpmExited(t *testing.T) {
 	}
 	t.Logf("Exited: %v", err)
 }
+
+// A swtpm launched by one process is adopted by another (here: the same
+// process, through the pid file only): the adopted handle sees it run,
+// reads its PCRs, sees it exit when killed from outside, and stops
+// another one, its pid file then gone.
+func TestAdoptSwtpm(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	if _, err := AdoptSwtpm(dir); err == nil || !strings.Contains(err.Error(), "none runs in") {
+		t.Fatalf("AdoptSwtpm with no swtpm: %v", err)
+	}
+
+	launched, err := LaunchSwtpm(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer launched.Stop()
+	s, err := AdoptSwtpm(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Pid != launched.Pid || s.Addr != launched.Addr || s.Exited() != nil {
+		t.Fatalf("adopted %d %s (exited: %v), launched %d %s", s.Pid, s.Addr, s.Exited(),
+			launched.Pid, launched.Addr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitReady(ctx); err != nil {
+		t.Fatalf("WaitReady of an adopted swtpm: %v", err)
+	}
+	syscall.Kill(s.Pid, syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Exited() == nil && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Exited(); err == nil || !strings.Contains(err.Error(), dir+" exited") {
+		t.Fatalf("Exited of an adopted swtpm killed: %v", err)
+	}
+	launched.Stop()
+
+	dir2 := filepath.Join(shortDir(t), "tpm")
+	other, err := LaunchSwtpm(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Stop()
+	s2, err := AdoptSwtpm(dir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if s2.Exited() == nil || alive(other.Pid) {
+		t.Errorf("swtpm %d runs on after the adopted handle's Stop", other.Pid)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, SwtpmPidFile)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("pid file after Stop: %v", err)
+	}
+}
