@@ -9,8 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/imans-project/imans/ima"
 	"github.com/imans-project/imans/policy"
 )
@@ -37,6 +35,7 @@ type fanotifyConfig struct {
 	tpmUp          <-chan struct{}
 	tpmAttached    func(ok bool)
 	logOpts        []LogOption
+	marks          *Marks
 }
 
 // WithoutListSync has the measurement list never fsynced (WithoutSync):
@@ -92,9 +91,12 @@ type fanotifyCollector struct {
 	// uid or gid, which are costly to read for every event.
 	needCreds bool
 
-	log  *Log
-	fd   int // the fanotify group
-	self int // the collector's own pid
+	log *Log
+	// owned holds the group, the pidfd and the anchors below, for their
+	// close at the end.
+	owned *Marks
+	fd    int // the fanotify group
+	self  int // the collector's own pid
 	// initFD is a pidfd of the container's init, -1 without one or when
 	// the container shares the collector's pid namespace.
 	initFD int
@@ -188,6 +190,7 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 
 	log, err := OpenLog(c.spec.Dir, c.cfg.logOpts...)
 	if err != nil {
+		c.cfg.marks.Close()
 		return st, fmt.Errorf("fanotify collector: %w", err)
 	}
 	c.log = log
@@ -211,9 +214,6 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 	// destroyed (an RCU grace period, 10 to 20 ms measured), so it is
 	// released in the background while the lists close.
 	go c.closeFanotify()
-	if c.initFD >= 0 {
-		unix.Close(c.initFD)
-	}
 	stopTPM()
 	if err := finish(&st, log, tpmDone, c.cfg.closeTimeout, c.incompleteReasons,
 		loopErr); err != nil {
@@ -222,46 +222,26 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 	return st, nil
 }
 
-// setup identifies the container, creates the fanotify group and marks
-// the container's mounts.
+// setup takes the marks the collector was given, or makes its own: the
+// container identified, its fanotify group created and its mounts marked.
 func (c *fanotifyCollector) setup() error {
-	cont, err := readContainerID(c.spec.Pid)
-	if err != nil {
-		return err
-	}
-	c.cont = cont
-	// The pidfd is opened after the namespaces were read: a reused pid
-	// would make the namespaces another process's, never the reverse.
-	// It serves the drain only when the container has a pid namespace
-	// of its own, whose processes are all gone once its init is.
-	own, err := readNS(c.self, "pid")
-	if err == nil && own != cont.pidNS {
-		if fd, err := unix.PidfdOpen(c.spec.Pid, 0); err == nil {
-			c.initFD = fd
-			unix.CloseOnExec(fd)
+	m := c.cfg.marks
+	if m == nil {
+		var err error
+		if m, err = MarkContainer(c.spec); err != nil {
+			return err
 		}
 	}
-
-	flags := uint(unix.FAN_CLASS_CONTENT | unix.FAN_CLOEXEC | unix.FAN_NONBLOCK |
-		unix.FAN_UNLIMITED_QUEUE | unix.FAN_UNLIMITED_MARKS | unix.FAN_REPORT_TID)
-	fd, err := unix.FanotifyInit(flags, unix.O_RDONLY|unix.O_LARGEFILE|unix.O_CLOEXEC)
-	if err != nil {
-		return fmt.Errorf("fanotify_init: %w", err)
-	}
-	c.fd = fd
-
-	return c.markMounts()
+	c.owned = m
+	c.fd, c.initFD, c.cont, c.marks = m.fd, m.initFD, m.cont, m.mounts
+	return nil
 }
 
-// closeFanotify closes the group; the kernel allows every permission
-// event still unanswered. Nothing may use the group or its marks after.
+// closeFanotify closes the group, the pidfd and the anchors; the kernel
+// allows every permission event still unanswered. Nothing may use the
+// group or its marks after.
 func (c *fanotifyCollector) closeFanotify() {
-	for _, m := range c.marks {
-		unix.Close(m.anchor)
-	}
-	if c.fd >= 0 {
-		unix.Close(c.fd)
-	}
+	c.owned.Close()
 }
 
 // incompleteReasons returns a copy of the collector's own reasons.

@@ -158,14 +158,14 @@ func under(p, dir string) bool {
 // markMounts marks the container's mounts for open and exec permission
 // events. Each mount is reached through /proc/<pid>/root, so the path
 // walk happens in the container's mount namespace.
-func (c *fanotifyCollector) markMounts() error {
-	mounts, err := readMountInfo(c.spec.Pid)
+func (m *Marks) markMounts(spec Spec) error {
+	mounts, err := readMountInfo(spec.Pid)
 	if err != nil {
 		return err
 	}
-	rootfs := c.spec.Rootfs
-	if rootfs != "" && !filepath.IsAbs(rootfs) && c.spec.Bundle != "" {
-		rootfs = filepath.Join(c.spec.Bundle, rootfs) // config.json's root.path
+	rootfs := spec.Rootfs
+	if rootfs != "" && !filepath.IsAbs(rootfs) && spec.Bundle != "" {
+		rootfs = filepath.Join(spec.Bundle, rootfs) // config.json's root.path
 	}
 	if rootfs != "" {
 		rootfs = filepath.Clean(rootfs)
@@ -174,7 +174,7 @@ func (c *fanotifyCollector) markMounts() error {
 		}
 	}
 
-	pivoted, err := hasOwnRoot(c.spec.Pid)
+	pivoted, err := hasOwnRoot(spec.Pid)
 	if err != nil {
 		return err
 	}
@@ -183,10 +183,10 @@ func (c *fanotifyCollector) markMounts() error {
 		return fmt.Errorf("container mounts: none to mark (root filesystem %q)", rootfs)
 	}
 
-	procRoot := fmt.Sprintf("/proc/%d/root", c.spec.Pid)
+	procRoot := fmt.Sprintf("/proc/%d/root", spec.Pid)
 	for _, p := range plan {
 		at := procRoot + p.path
-		err := unix.FanotifyMark(c.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT,
+		err := unix.FanotifyMark(m.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_MOUNT,
 			fanotifyMask, unix.AT_FDCWD, at)
 		if err != nil {
 			return fmt.Errorf("fanotify_mark %s (container %s): %w", p.path, p.dest, err)
@@ -207,11 +207,11 @@ func (c *fanotifyCollector) markMounts() error {
 			return fmt.Errorf("container mount %s: no mount id: statx gave none",
 				p.path)
 		}
-		if old, ok := c.marks[stx.Mnt_id]; ok {
+		if old, ok := m.mounts[stx.Mnt_id]; ok {
 			// A mount stacked over another shows as the top one.
 			unix.Close(old.anchor)
 		}
-		c.marks[stx.Mnt_id] = &mountMark{dest: p.dest, anchor: anchor}
+		m.mounts[stx.Mnt_id] = &mountMark{dest: p.dest, anchor: anchor}
 	}
 	return nil
 }
