@@ -117,6 +117,26 @@ func RemoveTPM(dir string) error {
 	return os.RemoveAll(tpmDir)
 }
 
+// LaunchTPM launches the container's swtpm in the run folder's TPM folder
+// and links TPMLink to its socket, without waiting for the TPM to come up
+// (the socket takes connections at once; the first command waits). The
+// collector adopts it (tpm.AdoptSwtpm) and stops it. A launch that fails
+// leaves its reason in TPMErrorFile, for the collector's outcome.
+func LaunchTPM(dir string) error {
+	s, err := tpm.LaunchSwtpm(TPMFolder(dir))
+	if err == nil {
+		sock := strings.TrimPrefix(s.Addr, "unix:")
+		if err = os.Symlink(sock, TPMLink(dir)); err != nil {
+			s.Stop()
+			err = fmt.Errorf("container tpm: %w", err)
+		}
+	}
+	if err != nil {
+		writeUnsynced(filepath.Join(dir, TPMErrorFile), []byte(err.Error()+"\n"))
+	}
+	return err
+}
+
 // Setup writes the run folder's spec and record for a container whose
 // folder PrepareRunDir made, and returns the collector's spec.
 func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.Spec, error) {

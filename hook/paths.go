@@ -27,11 +27,13 @@ const (
 // Files of a container's run folder written by the hook and the collector
 // (the backend's own files are named in package measure).
 const (
-	SpecFile      = "spec.json"
-	RecordFile    = "record.json"
-	PidFile       = "collector.pid"
-	OutcomeFile   = "collector.json"
-	CollectorLog  = "collector.log"
+	SpecFile     = "spec.json"
+	RecordFile   = "record.json"
+	PidFile      = "collector.pid"
+	OutcomeFile  = "collector.json"
+	CollectorLog = "collector.log"
+	// TPMErrorFile holds why the container's TPM could not be launched.
+	TPMErrorFile  = "tpm-error"
 	reportsFolder = "reports"
 	// tpmFolders holds the containers' TPM folders in the run
 	// directory. CheckID refuses a leading '.', so no run folder has

@@ -14,16 +14,19 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imans-project/imans/measure"
 )
 
 // ReadyFD is the descriptor on which a collector finds the ready pipe, and
-// GoFD the one on which it waits until the run folder is written.
+// GoFD the socket on which it waits until the run folder is written (and
+// receives the container's fanotify marks).
 const (
 	ReadyFD = 3
 	GoFD    = 4
 )
 
-// goLine is what the hook writes on the go pipe.
+// goLine is what the hook sends on the go socket, before the marks.
 const goLine = "go"
 
 // readyLine is what a collector writes on the ready pipe when the container
@@ -59,7 +62,7 @@ func StartCollector(exe, dir string, timeout time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return l.Go(timeout)
+	return l.Go(timeout, nil)
 }
 
 // Launch is a collector process started but not yet let go: it is
@@ -92,11 +95,14 @@ func LaunchCollector(exe, dir string) (*Launch, error) {
 		return nil, fmt.Errorf("start collector: %w", err)
 	}
 	files = append(files, rr, rw)
-	gr, gw, err := os.Pipe()
+	// The go channel is a socket: it carries the fanotify marks the
+	// hook makes, as descriptors, with the word to go.
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		closeAll()
-		return nil, fmt.Errorf("start collector: %w", err)
+		return nil, fmt.Errorf("start collector: go socket: %w", err)
 	}
+	gw, gr := os.NewFile(uintptr(pair[0]), "go"), os.NewFile(uintptr(pair[1]), "go")
 	files = append(files, gr, gw)
 	logf, err := os.OpenFile(filepath.Join(dir, CollectorLog),
 		os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_CLOEXEC, 0o600)
@@ -137,16 +143,17 @@ func LaunchCollector(exe, dir string) (*Launch, error) {
 	return l, nil
 }
 
-// Go lets the collector read the run folder and start measuring, and
-// waits until it says ready or fails, at most timeout. On failure or
-// timeout the collector is killed and the error carries its message.
-func (l *Launch) Go(timeout time.Duration) (int, error) {
+// Go lets the collector read the run folder and start measuring, with
+// the container's fanotify marks when marks is not nil, and waits until it
+// says ready or fails, at most timeout. On failure or timeout the
+// collector is killed and the error carries its message. The caller
+// closes its copy of the marks.
+func (l *Launch) Go(timeout time.Duration, marks *measure.Marks) (int, error) {
 	l.gone = true
 	defer l.ready.Close()
-	// A collector that died already makes this write fail (EPIPE); the
+	// A collector that died already makes the send fail (EPIPE); the
 	// ready pipe then says why.
-	l.goW.WriteString(goLine + "\n")
-	l.goW.Close()
+	serr := l.send(marks)
 
 	line, err := readLine(l.ready, timeout)
 	if err == nil && line != readyLine {
@@ -158,11 +165,63 @@ func (l *Launch) Go(timeout time.Duration) (int, error) {
 			}
 		}
 	}
+	if err == nil && serr != nil {
+		err = serr
+	}
 	if err != nil {
 		l.kill()
 		return l.Pid, fmt.Errorf("start collector: %w", err)
 	}
 	return l.Pid, nil
+}
+
+// Release lets the collector go with the container's fanotify marks and
+// returns without waiting for it: the marks already hold every open and
+// execution in the container until the collector answers it, so the
+// container's start need not wait for the collector's. A collector that
+// fails from then on leaves its reason in its outcome or its log, for
+// poststop; one that dies closes the group, and the kernel then allows
+// what waited. The caller closes its copy of the marks.
+func (l *Launch) Release(marks *measure.Marks) (int, error) {
+	l.gone = true
+	l.ready.Close()
+	if err := l.send(marks); err != nil {
+		l.kill()
+		return l.Pid, fmt.Errorf("start collector: %w", err)
+	}
+	return l.Pid, nil
+}
+
+// send writes the go message, with the marks' descriptors, and closes the
+// go socket.
+func (l *Launch) send(marks *measure.Marks) error {
+	defer l.goW.Close()
+	msg := []byte(goLine + "\n")
+	var oob []byte
+	if marks != nil {
+		desc, fds, err := marks.Handoff()
+		if err != nil {
+			return err
+		}
+		msg = append(msg, desc...)
+		oob = unix.UnixRights(fds...)
+	}
+	conn, err := l.goW.SyscallConn()
+	if err != nil {
+		return fmt.Errorf("go socket: %w", err)
+	}
+	var serr error
+	err = conn.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), msg, oob, nil, 0)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return fmt.Errorf("go socket: %w", err)
+	}
+	return nil
 }
 
 // Abort ends a launch that is not let go: the collector sees its go pipe
@@ -185,19 +244,74 @@ func (l *Launch) kill() {
 	unix.Kill(l.Pid, unix.SIGKILL)
 }
 
-// AwaitGo is the collector's side of the go pipe: it blocks until the hook
-// lets it go (true) or gives up on it (false). Without a go pipe (the
-// collector run by hand), it returns true at once.
-func AwaitGo() bool {
+// AwaitGo is the collector's side of the go socket: it blocks until the
+// hook lets it go (true) or gives up on it (false), and returns the
+// container's fanotify marks when the hook made them (else nil). Without a
+// go socket (the collector run by hand), it returns true at once.
+func AwaitGo() (bool, *measure.Marks, error) {
 	var st unix.Stat_t
-	if err := unix.Fstat(GoFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFIFO {
-		return true
+	if err := unix.Fstat(GoFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return true, nil, nil
 	}
-	f := os.NewFile(GoFD, "go")
-	defer f.Close()
-	line, _ := bufio.NewReader(f).ReadString('\n')
-	return strings.TrimSpace(line) == goLine
+	defer unix.Close(GoFD)
+	buf := make([]byte, maxGoMessage)
+	oob := make([]byte, unix.CmsgSpace(maxGoFDs*4))
+	var n, oobn, flags int
+	var err error
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(GoFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil {
+		return false, nil, fmt.Errorf("go socket: %w", err)
+	}
+	var fds []int
+	if oobn > 0 {
+		msgs, perr := unix.ParseSocketControlMessage(oob[:oobn])
+		for i := range msgs {
+			if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+		if perr != nil {
+			err = fmt.Errorf("go socket: control message: %w", perr)
+		}
+	}
+	if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		err = errors.New("go socket: message truncated")
+	}
+	word, desc, _ := bytes.Cut(buf[:n], []byte("\n"))
+	if err == nil && string(word) != goLine {
+		// The hook closed the socket (n == 0): it gave up.
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return false, nil, nil
+	}
+	if err != nil {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return false, nil, err
+	}
+	if len(desc) == 0 && len(fds) == 0 {
+		return true, nil, nil
+	}
+	marks, err := measure.AdoptMarks(desc, fds)
+	if err != nil {
+		return false, nil, err
+	}
+	return true, marks, nil
 }
+
+// The bounds of a go message: its bytes (the word and the marks'
+// description) and its descriptors (the kernel's SCM_MAX_FD).
+const (
+	maxGoMessage = 256 << 10
+	maxGoFDs     = 253
+)
 
 // readLine reads one line from r within timeout. EOF before a line gives
 // the empty string.
@@ -368,15 +482,22 @@ func waitExit(p proc, pidfd int, timeout time.Duration, ended func() bool) bool 
 		if left <= 0 {
 			return false
 		}
-		if pidfd >= 0 {
-			step := min(left, 50*time.Millisecond)
-			if ended != nil {
-				step = min(left, time.Millisecond)
-			}
+		switch {
+		case ended != nil:
+			// The outcome is looked for every quarter millisecond: it
+			// is what poststop waits for on a runtime's critical path.
+			// (An inotify watch would wake at the rename, but closing
+			// it waits in the kernel for a grace period of 10 ms or
+			// more.)
+			time.Sleep(min(left, outcomePoll))
+		case pidfd >= 0:
 			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-			unix.Poll(fds, int(step.Milliseconds())+1)
-			continue
+			unix.Poll(fds, int(min(left, 50*time.Millisecond).Milliseconds())+1)
+		default:
+			time.Sleep(min(left, 5*time.Millisecond))
 		}
-		time.Sleep(min(left, 5*time.Millisecond))
 	}
 }
+
+// outcomePoll is how often StopCollector looks for the outcome.
+const outcomePoll = 250 * time.Microsecond

@@ -177,7 +177,9 @@ func TestStaleRunFolder(t *testing.T) {
 
 func TestCollectorLaunchAbort(t *testing.T) {
 	dir := t.TempDir()
-	exe := fakeCollector(t, `read line <&4
+	// The go socket keeps message boundaries: read the message whole
+	// (the shell's read takes a byte at a time and would lose the rest).
+	exe := fakeCollector(t, `line=$(dd bs=64 count=1 <&4 2>/dev/null)
 [ "$line" = go ] || { echo "not let go" > "$3/aborted"; exit 0; }
 echo ready >&3
 sleep 30`)
@@ -201,7 +203,7 @@ sleep 30`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Go(5 * time.Second); err != nil {
+	if _, err := l.Go(5*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	l.Abort()

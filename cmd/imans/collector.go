@@ -46,10 +46,10 @@ func collectorCommand() *cli.Command {
 	}
 }
 
-// collectorMain runs the collector: it launches the container's TPM first
-// (its socket takes connections at once, so the backend attaches it from
-// the start and its first command waits for the TPM to be up), runs the
-// backend, says ready on the ready pipe, measures until SIGTERM or the
+// collectorMain runs the collector: once the hook lets it go, it takes
+// over the container's TPM, which the hook launched (its socket takes
+// connections at once, so the backend attaches it from the start and its
+// first command waits for the TPM to be up), runs the backend, says ready on the ready pipe, measures until SIGTERM or the
 // container's end, drains, reads PCR 10, stops the TPM while it writes the
 // report (when the container's init has exited), and writes its outcome
 // into the run folder last: after the outcome it touches nothing there.
@@ -61,40 +61,48 @@ func collectorMain(dir string) error {
 		hook.SignalReady(ready, err)
 		return err
 	}
-	// The launch runs beside the backend's setup, which the container's
-	// start waits for; tpmUp is closed once the TPM takes connections,
-	// launched once the launch is over, either way.
+	goOn, marks, err := hook.AwaitGo()
+	if err != nil {
+		hook.SignalReady(ready, err)
+		return err
+	}
+	if !goOn {
+		// The hook gave up before the run folder was written; it stops
+		// the TPM it launched.
+		return nil
+	}
+	hookTrace("collector go")
+	hook.CloseInherited(hook.ReadyFD)
+
+	// The hook launched the TPM before it let the collector go; taking
+	// it over runs beside the backend's setup. tpmUp is closed once the
+	// TPM is held (its socket takes connections from its launch on; the
+	// first command waits for the TPM to be up), adopted once that is
+	// over, either way.
 	var out hook.Outcome
 	var swtpm *tpm.Swtpm
-	tpmUp, launched := make(chan struct{}), make(chan struct{})
+	tpmUp, adopted := make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(launched)
-		s, err := collectorLaunchTPM(dir)
+		defer close(adopted)
+		s, err := collectorAdoptTPM(dir)
 		if err != nil {
 			out.TPMError = err.Error()
 			return
 		}
 		swtpm = s
 		close(tpmUp)
-		hookTrace("collector tpm launched")
+		hookTrace("collector tpm adopted")
 	}()
-	// stopTPM waits for the launch and undoes it.
+	// stopTPM waits for the adoption and stops the TPM.
 	stopTPM := func() {
-		<-launched
+		<-adopted
 		collectorStopTPM(swtpm, dir)
 	}
-
-	if !hook.AwaitGo() {
-		// The hook gave up before the run folder was written.
-		stopTPM()
-		return nil
-	}
-	hookTrace("collector go")
-	hook.CloseInherited(hook.ReadyFD)
 
 	var spec measure.Spec
 	if err := hook.ReadJSON(dir, hook.SpecFile, &spec); err != nil {
 		hook.SignalReady(ready, err)
+		marks.Close()
 		stopTPM()
 		return err
 	}
@@ -102,9 +110,10 @@ func collectorMain(dir string) error {
 	attached := make(chan struct{})
 	var attachOnce sync.Once
 	onAttach := func(bool) { attachOnce.Do(func() { close(attached) }) }
-	coll, err := collectorBackend(spec, tpmUp, onAttach)
+	coll, err := collectorBackend(spec, marks, tpmUp, onAttach)
 	if err != nil {
 		hook.SignalReady(ready, err)
+		marks.Close()
 		stopTPM()
 		return err
 	}
@@ -123,7 +132,7 @@ func collectorMain(dir string) error {
 	go func() {
 		<-ctx.Done()
 		hookTrace("collector stop asked")
-		<-launched
+		<-adopted
 		switch {
 		case swtpm == nil:
 		case spec.Backend == measure.Fanotify:
@@ -156,7 +165,7 @@ func collectorMain(dir string) error {
 	}
 	hookTrace("collector run done")
 	out.ContainerExited = exited()
-	<-launched
+	<-adopted
 
 	// The list is closed and every entry extended: read PCR 10 now.
 	if swtpm != nil {
@@ -211,22 +220,21 @@ func collectorMain(dir string) error {
 	return err
 }
 
-// collectorLaunchTPM launches the container's swtpm in the run folder's
-// TPM folder and links the address the backend is given to its socket.
-func collectorLaunchTPM(dir string) (*tpm.Swtpm, error) {
-	s, err := tpm.LaunchSwtpm(hook.TPMFolder(dir))
+// collectorAdoptTPM takes over the container's swtpm, which the hook
+// launched, to stop it at the end; when there is none, the error is the
+// hook's reason (hook.TPMErrorFile) if it left one.
+func collectorAdoptTPM(dir string) (*tpm.Swtpm, error) {
+	s, err := tpm.AdoptSwtpm(hook.TPMFolder(dir))
 	if err != nil {
-		return nil, err
-	}
-	sock := strings.TrimPrefix(s.Addr, "unix:")
-	if err := os.Symlink(sock, hook.TPMLink(dir)); err != nil {
-		s.Stop()
+		if why, rerr := os.ReadFile(filepath.Join(dir, hook.TPMErrorFile)); rerr == nil {
+			return nil, errors.New(strings.TrimSpace(string(why)))
+		}
 		return nil, fmt.Errorf("container tpm: %w", err)
 	}
 	return s, nil
 }
 
-// collectorStopTPM stops the swtpm this collector launched, when there is
+// collectorStopTPM stops the swtpm this collector adopted, when there is
 // one, and removes the TPM folder and link; a failure is left for
 // poststop's own RemoveTPM and goes to the collector's log.
 func collectorStopTPM(s *tpm.Swtpm, dir string) {
@@ -254,6 +262,14 @@ func collectorWatchContainer(ctx context.Context, pid int) (
 		return ctx, cancel, exited.Load
 	}
 	fd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		// Already gone: a container whose hook handed on its marks may
+		// end before the collector got here, if nothing it ran was on
+		// a marked mount.
+		exited.Store(true)
+		cancel()
+		return ctx, cancel, exited.Load
+	}
 	if err != nil {
 		return ctx, cancel, exited.Load
 	}
@@ -325,17 +341,27 @@ func collectorReadyPipe() *os.File {
 }
 
 // collectorBackend makes the backend the spec names. The fanotify backend
-// dials the TPM once tpmUp is closed and calls attached when it holds it;
+// measures through the marks the hook made, when it made them (else it
+// makes its own), dials the TPM once tpmUp is closed and calls attached
+// when it holds it;
 // the kernel backend dials on its own, and the collector watches its
 // descriptors for the connection (collectorAwaitAttach).
-func collectorBackend(spec measure.Spec, tpmUp <-chan struct{}, attached func(bool)) (
-	measure.Collector, error) {
+func collectorBackend(spec measure.Spec, marks *measure.Marks, tpmUp <-chan struct{},
+	attached func(bool)) (measure.Collector, error) {
 	switch spec.Backend {
 	case measure.Fanotify:
-		return measure.NewFanotify(spec, measure.WithCloseTimeout(collectorCloseTimeout),
+		opts := []measure.FanotifyOption{measure.WithCloseTimeout(collectorCloseTimeout),
 			measure.WithTPMUp(tpmUp), measure.WithTPMAttached(attached),
-			measure.WithoutListSync())
+			measure.WithoutListSync()}
+		if marks != nil {
+			opts = append(opts, measure.WithMarks(marks))
+		}
+		return measure.NewFanotify(spec, opts...)
 	case measure.Kernel:
+		if marks != nil {
+			return nil, fmt.Errorf("collector: fanotify marks handed to backend %q",
+				spec.Backend)
+		}
 		return measure.NewKernel(spec)
 	}
 	return nil, fmt.Errorf("collector: unknown backend %q", spec.Backend)

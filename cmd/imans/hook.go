@@ -142,6 +142,12 @@ func hookCreateRuntime(stdin io.Reader) error {
 		return nil
 	}
 
+	// The container's TPM takes milliseconds to come up: it is launched
+	// first, beside the collector's launch, and is up by the time a
+	// short-lived container ends. The collector takes it over.
+	tpmLaunched := make(chan error, 1)
+	go func() { tpmLaunched <- hook.LaunchTPM(dir) }()
+
 	// The collector starts up while the run folder is written; it reads
 	// the folder only when let go.
 	var launch *hook.Launch
@@ -171,13 +177,34 @@ func hookCreateRuntime(stdin io.Reader) error {
 	if err == nil {
 		err = cerr
 	}
+	var spec *measure.Spec
 	if err == nil {
-		_, err = hook.Setup(dir, st, rec, c)
+		spec, err = hook.Setup(dir, st, rec, c)
+	}
+	// Waited for on every path: a failure below stops the TPM.
+	if terr := <-tpmLaunched; terr != nil {
+		if err == nil && enforce {
+			err = terr
+		}
+		log.Warn("container tpm not launched; the report will be incomplete", "err", terr)
+	}
+	// The fanotify backend's marks are made here and handed to the
+	// collector: from then on the container's every open and execution
+	// waits for the collector's answer, so in audit mode the container's
+	// start does not wait for the collector's own.
+	var marks *measure.Marks
+	if err == nil && spec.Backend == measure.Fanotify {
+		marks, err = measure.MarkContainer(*spec)
+		defer marks.Close()
 	}
 	hookTrace("create setup")
 	var pid int
-	if err == nil {
-		pid, err = launch.Go(hook.ReadyTimeout)
+	switch {
+	case err != nil:
+	case marks != nil && !enforce:
+		pid, err = launch.Release(marks)
+	default:
+		pid, err = launch.Go(hook.ReadyTimeout, marks)
 	}
 	if err != nil {
 		if enforce {
