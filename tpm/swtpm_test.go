@@ -539,3 +539,28 @@ func TestAdoptSwtpm(t *testing.T) {
 		t.Errorf("pid file after Stop: %v", err)
 	}
 }
+
+// Discard ends a swtpm at once, its sockets and pid file removed, its
+// state left as it was (a SIGKILL saves nothing).
+func TestSwtpmDiscard(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	s, err := StartSwtpm(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Discard(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Exited(); err == nil || !strings.Contains(err.Error(), "signal: killed") {
+		t.Errorf("Exited after Discard: %v, want killed", err)
+	}
+	for _, name := range []string{SwtpmSocket, SwtpmControl, SwtpmPidFile} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s after Discard: %v", name, err)
+		}
+	}
+	if err := s.Discard(); err != nil {
+		t.Errorf("second Discard: %v", err)
+	}
+}
