@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/imans-project/imans/ima"
@@ -110,7 +111,7 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		compareEvidence(r, dir, rec, spec, out)
 	}
 
-	copied := copyLists(r, p, dir, st.ID)
+	lists := startCopyLists(r, p, dir, st.ID)
 	r.Decide()
 
 	// The TPM is no evidence any more (its PCR 10 is in the report): it
@@ -119,11 +120,11 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	go func() {
 		tpmErr <- RemoveTPM(dir)
 	}()
-	werr := r.Write(res.Path)
-	if werr == nil && !copied {
-		werr = errors.New("lists not copied next to the report")
-	}
+	werr := r.WriteWhen(res.Path, lists)
 	if werr != nil {
+		// A copy that failed names the list in the run folder, which
+		// is kept with the report in it.
+		lists()
 		res.Kept = true
 		res.Path = filepath.Join(dir, "report.json")
 		if err := r.Write(res.Path); err != nil {
@@ -190,12 +191,11 @@ func WriteEarlyReport(p Paths, dir string, out Outcome) (string, error) {
 	applyOutcome(r, out)
 	r.Info.Stopped = time.Now().UTC()
 	compareEvidence(r, dir, rec, spec, out)
-	if !copyLists(r, p, dir, rec.ID) {
-		return "", errors.New("early report: lists not copied next to the report")
-	}
+	lists := startCopyLists(r, p, dir, rec.ID)
 	r.Decide()
 	path := p.Report(rec.ID)
-	if err := r.Write(path); err != nil {
+	if err := r.WriteWhen(path, lists); err != nil {
+		lists()
 		return "", fmt.Errorf("early report: %w", err)
 	}
 	return path, nil
@@ -461,11 +461,14 @@ func writeUnsynced(path string, data []byte) error {
 	return atomicfile.Write(path, data, atomicfile.Options{NoSync: true})
 }
 
-// copyLists keeps the lists next to the report, since the run folder goes.
-// Where a copy fails, the report names the list in the run folder, and
-// false tells the caller to keep that folder.
-func copyLists(r *report.Report, p Paths, dir, id string) bool {
-	ok := true
+// startCopyLists keeps the lists next to the report, since the run folder
+// goes. It names the copies in r at once and makes them in the background,
+// so the binary list is synced while the report is; the function it
+// returns waits for them (report.WriteWhen calls it before the report's
+// rename) and may be called again. Where a copy failed, it names the list
+// in the run folder in r instead and returns an error, which tells the
+// caller to keep that folder.
+func startCopyLists(r *report.Report, p Paths, dir, id string) func() error {
 	// The binary list is the evidence: fsynced, and the report's own
 	// write, after it, syncs the folder. The ASCII list is a convenience
 	// derived from the same entries: renamed into place, not fsynced.
@@ -477,18 +480,37 @@ func copyLists(r *report.Report, p Paths, dir, id string) bool {
 		{measure.BinaryListFile, p.ReportList(id), &r.Info.BinaryLog, report.WriteFileDeferSync},
 		{measure.ASCIIListFile, p.ReportASCIIList(id), &r.Info.ASCIILog, writeUnsynced},
 	}
-	for _, pr := range pairs {
-		from := filepath.Join(dir, pr.from)
-		data, err := os.ReadFile(from)
-		if err != nil {
-			continue
+	failed := make([]bool, len(pairs))
+	done := make(chan struct{})
+	for i := range pairs {
+		pr := &pairs[i]
+		pr.from = filepath.Join(dir, pr.from)
+		if _, err := os.Lstat(pr.from); err == nil {
+			*pr.field = pr.to
 		}
-		if err := pr.write(pr.to, data); err != nil {
-			*pr.field = from
-			ok = false
-			continue
-		}
-		*pr.field = pr.to
 	}
-	return ok
+	go func() {
+		defer close(done)
+		for i, pr := range pairs {
+			data, err := os.ReadFile(pr.from)
+			if err != nil {
+				continue
+			}
+			failed[i] = pr.write(pr.to, data) != nil
+		}
+	}()
+	var once sync.Once
+	var result error
+	return func() error {
+		once.Do(func() {
+			<-done
+			for i, pr := range pairs {
+				if failed[i] {
+					*pr.field = pr.from
+					result = errors.New("lists not copied next to the report")
+				}
+			}
+		})
+		return result
+	}
 }

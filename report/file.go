@@ -34,19 +34,31 @@ func WriteFileDeferSync(path string, data []byte) error {
 }
 
 func writeFile(path string, data []byte, syncDir bool) error {
+	return writeFileWhen(path, data, syncDir, nil)
+}
+
+func writeFileWhen(path string, data []byte, syncDir bool, ready func() error) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return atomicfile.Write(path, data, atomicfile.Options{Perm: 0o600, NoSyncDir: !syncDir})
+	return atomicfile.Write(path, data, atomicfile.Options{Perm: 0o600, NoSyncDir: !syncDir,
+		Ready: ready})
 }
 
 // Write writes the report as indented JSON to path atomically (WriteFile).
 func (r *Report) Write(path string) error {
+	return r.WriteWhen(path, nil)
+}
+
+// WriteWhen is Write that, once the report's data is synced, waits for
+// ready before the rename; an error from ready leaves path as it was. It
+// lets files the report names be synced while the report is.
+func (r *Report) WriteWhen(path string, ready func() error) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode report: %w", err)
 	}
-	return WriteFile(path, append(data, '\n'))
+	return writeFileWhen(path, append(data, '\n'), true, ready)
 }
 
 // Read reads a report file: the schema first, then the body of that

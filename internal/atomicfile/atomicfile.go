@@ -26,6 +26,11 @@ type Options struct {
 	NoSync bool
 	// BeforeRename, for tests, runs between the write and the rename.
 	BeforeRename func(tmp string)
+	// Ready, when set, runs after the data is written (and synced) and
+	// before the rename: the caller's other work that the new file must
+	// not be seen before. An error from it leaves the file as it was
+	// and is returned.
+	Ready func() error
 }
 
 // Write replaces the file at path with data as o says. The folder must
@@ -77,6 +82,12 @@ func Write(path string, data []byte, o Options) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 
+	if o.Ready != nil {
+		if err := o.Ready(); err != nil {
+			os.Remove(name)
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	}
 	if o.BeforeRename != nil {
 		o.BeforeRename(name)
 	}
