@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -90,6 +91,10 @@ type fanotifyCollector struct {
 	// needCreds is whether a rule of the policy looks at the process's
 	// uid or gid, which are costly to read for every event.
 	needCreds bool
+	// execsFixed is whether the policy's answer for an execution of a
+	// file is the same until the file's content changes: no rule looks
+	// at the process's ids or at the file's owner (a chown is no write).
+	execsFixed bool
 
 	log *Log
 	// owned holds the group, the pidfd and the anchors below, for their
@@ -159,26 +164,31 @@ func NewFanotify(spec Spec, opts ...FanotifyOption) (Collector, error) {
 		policy:    pol,
 		algo:      algo,
 		needCreds: policyNeedsCreds(pol.Render()),
-		fd:        -1,
-		initFD:    -1,
-		self:      os.Getpid(),
-		marks:     make(map[uint64]*mountMark),
-		cache:     newOnceCache(cfg.cacheSize),
-		fs:        make(map[uint64]fsInfo),
-		tids:      make(map[int]time.Time),
-		hashBuf:   make([]byte, 128<<10),
+		execsFixed: !policyNames(pol.Render(), "uid", "euid", "gid", "egid", "fowner",
+			"fgroup"),
+		fd:      -1,
+		initFD:  -1,
+		self:    os.Getpid(),
+		marks:   make(map[uint64]*mountMark),
+		cache:   newOnceCache(cfg.cacheSize),
+		fs:      make(map[uint64]fsInfo),
+		tids:    make(map[int]time.Time),
+		hashBuf: make([]byte, 128<<10),
 	}, nil
 }
 
 // policyNeedsCreds reports whether a rule has a uid=, euid=, gid= or
 // egid= condition (with any operator).
 func policyNeedsCreds(text string) bool {
+	return policyNames(text, "uid", "euid", "gid", "egid")
+}
+
+// policyNames reports whether a rule has a condition on one of names
+// (with any operator).
+func policyNames(text string, names ...string) bool {
 	for _, w := range strings.Fields(text) {
-		if i := strings.IndexAny(w, "=<>"); i > 0 {
-			switch w[:i] {
-			case "uid", "euid", "gid", "egid":
-				return true
-			}
+		if i := strings.IndexAny(w, "=<>"); i > 0 && slices.Contains(names, w[:i]) {
+			return true
 		}
 	}
 	return false

@@ -93,16 +93,43 @@ func (c *fanotifyCollector) measureEvent(fd int, mask uint64, tid int) {
 	}
 
 	ev := &fileEvent{fd: fd, key: key, ver: ver, stx: &stx}
+	done := true // every entry the policy asks for is in the list
+	var fileCheck policy.Decision
 	for _, ch := range checks {
 		a.Func, a.Mask = ch.fn, ch.mask
 		d := c.policy.Evaluate(a)
 		if ch.fn == policy.FileCheck {
+			fileCheck = d
 			c.violations(ev, ch.mask, d, writers)
 		}
-		if d.Measure {
-			c.measure(ev, d)
+		if d.Measure && !c.measure(ev, d) {
+			done = false
 		}
 	}
+	if mask&unix.FAN_OPEN_EXEC_PERM != 0 && done && c.execsFixed {
+		// Without its execution event, an execution's open is taken
+		// for a read: only where the policy answers a read as it
+		// answers that open may the event go.
+		a.Func, a.Mask = policy.FileCheck, mayRead
+		if d := c.policy.Evaluate(a); d.Measure == fileCheck.Measure &&
+			(!d.Measure || d.PCR == fileCheck.PCR && d.Template == fileCheck.Template) {
+			c.ignoreExecs(fd)
+		}
+	}
+}
+
+// ignoreExecs stops the execution events of a file whose execution has
+// every entry the policy asks for: until the file's content changes, a
+// later execution could add none (the policy's answer stays the same:
+// execsFixed), and the kernel checks no violation at an execution (it
+// does at the open that comes with it, which is still sent, and then
+// handled as a read, which the caller made sure the policy answers as it
+// answers that open). A write to the file
+// clears the ignore mask, and its next execution is sent again. A
+// failure only costs events.
+func (c *fanotifyCollector) ignoreExecs(fd int) {
+	unix.FanotifyMark(c.fd, unix.FAN_MARK_ADD|unix.FAN_MARK_IGNORED_MASK,
+		unix.FAN_OPEN_EXEC_PERM, fd, "")
 }
 
 // ignoreInode stops the events of a file that is not a regular file
@@ -193,22 +220,22 @@ func (c *fanotifyCollector) violation(ev *fileEvent, cause string) {
 }
 
 // measure appends the file's entry, unless its current version already
-// has one for that PCR.
-func (c *fanotifyCollector) measure(ev *fileEvent, d policy.Decision) {
+// has one for that PCR. It reports whether the version has its entry.
+func (c *fanotifyCollector) measure(ev *fileEvent, d policy.Decision) bool {
 	pcr := d.PCR
 	if pcr <= 0 || pcr >= 64 {
 		pcr = MeasurementPCR
 	}
 	st := c.cache.get(ev.key, ev.ver)
 	if st.measured&(1<<pcr) != 0 {
-		return
+		return true
 	}
 
 	name := c.eventName(ev)
 	digest, err := c.hashFile(ev.fd, ev.stx.Size)
 	if err != nil {
 		c.addIncomplete(fmt.Sprintf("%q not measured: %v", name, err))
-		return
+		return false
 	}
 	e, err := ima.NewNG(uint32(pcr), c.algo, digest, name)
 	if err == nil {
@@ -219,9 +246,10 @@ func (c *fanotifyCollector) measure(ev *fileEvent, d policy.Decision) {
 	}
 	if err != nil {
 		c.addIncomplete(fmt.Sprintf("%q not recorded: %v", name, err))
-		return
+		return false
 	}
 	st.measured |= 1 << pcr
+	return true
 }
 
 // setTemplate turns an ima-ng entry into one of the template a rule

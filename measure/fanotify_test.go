@@ -274,3 +274,29 @@ func TestFanotifyQuickExit(t *testing.T) {
 	}
 	checkEntries(t, got, []listEntry{{"/app/q.sh", hexSHA256("#!/bin/sh\nexit 0\n")}})
 }
+
+// A script executed again and again gives one entry; changed, its next
+// execution gives a second, then no more. The policy measures executions
+// only, so the second entry comes from an execution event: the ignore
+// mask that spares the kernel's repeated execution events must have been
+// cleared by the write.
+func TestFanotifyExecutedAgainAndChanged(t *testing.T) {
+	v1, v2 := "#!/bin/sh\n: one\n", "#!/bin/sh\n: two\n"
+	rootfs := newRootfs(t, map[string]string{"app/run.sh": v1, "data/v2": v2})
+	c := startContainer(t, rootfs, "/app/run.sh; /app/run.sh; /app/run.sh; "+
+		"cat /data/v2 >/app/run.sh; /app/run.sh; /app/run.sh")
+	dir := t.TempDir()
+	collect(t, Spec{ID: "again", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs,
+		Policy: "measure func=BPRM_CHECK\n"}, func() { c.run(t) })
+	got := summarize(t, readList(t, dir))
+	var scripts []listEntry
+	for _, e := range got {
+		if e.name == "/app/run.sh" {
+			scripts = append(scripts, e)
+		}
+	}
+	checkEntries(t, scripts, []listEntry{
+		{"/app/run.sh", hexSHA256(v1)},
+		{"/app/run.sh", hexSHA256(v2)},
+	})
+}
