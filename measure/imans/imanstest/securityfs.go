@@ -310,10 +310,13 @@ func (s *SecurityFS) parse(text string) (string, error) {
 		}
 		switch {
 		case key == "fsmagic":
-			n, err := strconv.ParseUint(value, 16, 64)
-			if err != nil {
-				n, err = strconv.ParseUint(value, 0, 64)
+			// kstrtoul base 16: an optional 0x, then hex digits only
+			// (no 0o, 0b or underscores, which base 0 would take).
+			hex := value
+			if len(hex) > 2 && hex[0] == '0' && (hex[1] == 'x' || hex[1] == 'X') {
+				hex = hex[2:]
 			}
+			n, err := strconv.ParseUint(hex, 16, 64)
 			if err != nil {
 				return "", unix.EINVAL
 			}
