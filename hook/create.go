@@ -166,9 +166,12 @@ func Setup(dir string, st *specs.State, rec *Record, c CreateConfig) (*measure.S
 
 // Abandon records in the run folder why a container's measurement could
 // not start (audit mode), so poststop reports incomplete with that reason.
-// The collector, if any, is stopped.
+// The collector and the TPM, if any, are stopped.
 func Abandon(dir string, rec *Record, why error) error {
 	StopCollector(dir, time.Second)
+	// The TPM goes too: nothing will read it, and `crun run`, a
+	// subreaper, would wait for its swtpm before poststop.
+	RemoveTPM(dir)
 	rec.Incomplete = append(rec.Incomplete, "measurement did not start: "+why.Error())
 	return WriteJSON(dir, RecordFile, rec)
 }

@@ -152,8 +152,11 @@ func (l *Launch) Go(timeout time.Duration, marks *measure.Marks) (int, error) {
 	l.gone = true
 	defer l.ready.Close()
 	// A collector that died already makes the send fail (EPIPE); the
-	// ready pipe then says why.
-	serr := l.send(marks)
+	// ready pipe then says why. Any other failure to send is the reason.
+	if serr := l.send(marks); serr != nil && !errors.Is(serr, unix.EPIPE) {
+		l.kill()
+		return l.Pid, fmt.Errorf("start collector: %w", serr)
+	}
 
 	line, err := readLine(l.ready, timeout)
 	if err == nil && line != readyLine {
@@ -164,9 +167,6 @@ func (l *Launch) Go(timeout time.Duration, marks *measure.Marks) (int, error) {
 				err = fmt.Errorf("collector exited before it was ready: %s", tail)
 			}
 		}
-	}
-	if err == nil && serr != nil {
-		err = serr
 	}
 	if err != nil {
 		l.kill()
@@ -190,6 +190,15 @@ func (l *Launch) Release(marks *measure.Marks) (int, error) {
 		return l.Pid, fmt.Errorf("start collector: %w", err)
 	}
 	return l.Pid, nil
+}
+
+// CanHandOff reports whether marks fit in one go message: their
+// description within maxGoMessage and their descriptors within maxGoFDs.
+// Marks that do not (hundreds of mounts, or very long mount paths) are
+// left for the collector to make itself.
+func CanHandOff(marks *measure.Marks) bool {
+	desc, fds, err := marks.Handoff()
+	return err == nil && len(goLine)+1+len(desc) <= maxGoMessage && len(fds) <= maxGoFDs
 }
 
 // send writes the go message, with the marks' descriptors, and closes the
@@ -307,9 +316,11 @@ func AwaitGo() (bool, *measure.Marks, error) {
 }
 
 // The bounds of a go message: its bytes (the word and the marks'
-// description) and its descriptors (the kernel's SCM_MAX_FD).
+// description; well within a unix socket's default send buffer of about
+// 208 KiB, which bounds a datagram) and its descriptors (the kernel's
+// SCM_MAX_FD).
 const (
-	maxGoMessage = 256 << 10
+	maxGoMessage = 64 << 10
 	maxGoFDs     = 253
 )
 
@@ -484,12 +495,17 @@ func waitExit(p proc, pidfd int, timeout time.Duration, ended func() bool) bool 
 		}
 		switch {
 		case ended != nil:
-			// The outcome is looked for every quarter millisecond: it
-			// is what poststop waits for on a runtime's critical path.
-			// (An inotify watch would wake at the rename, but closing
-			// it waits in the kernel for a grace period of 10 ms or
-			// more.)
-			time.Sleep(min(left, outcomePoll))
+			// The outcome is looked for every quarter millisecond for
+			// a while, then every 2 ms: it is what poststop waits for
+			// on a runtime's critical path, usually within a few
+			// milliseconds. (An inotify watch would wake at the rename,
+			// but closing it waits in the kernel for a grace period of
+			// 10 ms or more.)
+			pause := outcomePoll
+			if timeout-left > outcomeFastPoll {
+				pause = 2 * time.Millisecond
+			}
+			time.Sleep(min(left, pause))
 		case pidfd >= 0:
 			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
 			unix.Poll(fds, int(min(left, 50*time.Millisecond).Milliseconds())+1)
@@ -499,5 +515,9 @@ func waitExit(p proc, pidfd int, timeout time.Duration, ended func() bool) bool 
 	}
 }
 
-// outcomePoll is how often StopCollector looks for the outcome.
-const outcomePoll = 250 * time.Microsecond
+// StopCollector looks for the outcome every outcomePoll during its first
+// outcomeFastPoll, then less often.
+const (
+	outcomePoll     = 250 * time.Microsecond
+	outcomeFastPoll = 100 * time.Millisecond
+)

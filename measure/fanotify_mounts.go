@@ -44,6 +44,9 @@ var pseudoFS = map[string]bool{
 	"mqueue": true, "securityfs": true, "debugfs": true, "tracefs": true, "bpf": true,
 	"fusectl": true, "configfs": true, "pstore": true, "binfmt_misc": true,
 	"autofs": true, "hugetlbfs": true, "nsfs": true, "efivarfs": true, "selinuxfs": true,
+	// Device nodes only: a runtime masks paths under /proc with binds of
+	// /dev/null.
+	"devtmpfs": true,
 }
 
 // readMountInfo parses /proc/<pid>/mountinfo.
@@ -139,9 +142,6 @@ func planMarks(mounts []mountInfo, rootfs string, pivoted bool) []plannedMark {
 			continue
 		}
 		dest := "/" + strings.TrimPrefix(strings.TrimPrefix(m.point, rootfs), "/")
-		if under(dest, "/proc") || under(dest, "/sys") {
-			continue
-		}
 		out = append(out, plannedMark{path: m.point, dest: dest})
 	}
 	return out

@@ -186,6 +186,27 @@ func TestFanotifyBindMountNames(t *testing.T) {
 	checkEntries(t, got, []listEntry{{"/mnt/vol/x.txt", hexSHA256("on a volume\n")}})
 }
 
+// A real file system bound under /sys (or /proc) is marked like any
+// other: a script run from there is measured.
+func TestFanotifyBindUnderSys(t *testing.T) {
+	rootfs := newRootfs(t, map[string]string{"sys/vol/.keep": ""})
+	vol := t.TempDir()
+	writeFile(t, filepath.Join(vol, "x.sh"), "#!/bin/sh\necho under sys\n", 0o755)
+
+	c := startContainer(t, rootfs, "/sys/vol/x.sh",
+		"SETUP=mount --bind "+vol+` "$ROOTFS/sys/vol"`)
+	dir := t.TempDir()
+	collect(t, Spec{ID: "sys", Dir: dir, Pid: c.cmd.Process.Pid, Rootfs: rootfs},
+		func() { c.run(t) })
+	var got []listEntry
+	for _, e := range summarize(t, readList(t, dir)) {
+		if e.name != "/bin/busybox" {
+			got = append(got, e)
+		}
+	}
+	checkEntries(t, got, []listEntry{{"/sys/vol/x.sh", hexSHA256("#!/bin/sh\necho under sys\n")}})
+}
+
 func TestFanotifyOddNamesRoundTrip(t *testing.T) {
 	names := []string{"/data/with space.txt", "/data/new\nline.txt", "/data/bad\xff\xfe.txt"}
 	files := map[string]string{}

@@ -21,6 +21,7 @@ const mountinfoPrePivot = `22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda r
 414 410 254:0 /srv/vol /var/lib/b1/rootfs/mnt/my\040vol rw - ext4 /dev/vda rw
 415 410 0:63 / /var/lib/b1/rootfs/sys rw - sysfs sysfs ro
 416 411 0:5 /null /var/lib/b1/rootfs/proc/kcore rw - devtmpfs udev rw
+417 415 254:0 /srv/x /var/lib/b1/rootfs/sys/x rw - ext4 /dev/vda rw
 `
 
 func TestParseMountInfo(t *testing.T) {
@@ -28,8 +29,8 @@ func TestParseMountInfo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m) != 10 {
-		t.Fatalf("%d mounts, want 10", len(m))
+	if len(m) != 11 {
+		t.Fatalf("%d mounts, want 11", len(m))
 	}
 	want := mountInfo{id: 414, point: "/var/lib/b1/rootfs/mnt/my vol", fstype: "ext4"}
 	if m[7] != want {
@@ -55,12 +56,14 @@ func TestPlanMarks(t *testing.T) {
 	}
 
 	// Before pivot_root: the root filesystem and what is below it,
-	// named in the container; no proc, sys, devpts.
+	// named in the container; no proc, sys, devpts or /dev/null mask,
+	// but a real file system under /sys.
 	got := planMarks(m, "/var/lib/b1/rootfs", false)
 	want := []plannedMark{
 		{"/var/lib/b1/rootfs", "/"},
 		{"/var/lib/b1/rootfs/dev", "/dev"},
 		{"/var/lib/b1/rootfs/mnt/my vol", "/mnt/my vol"},
+		{"/var/lib/b1/rootfs/sys/x", "/sys/x"},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("pre-pivot plan %v, want %v", got, want)

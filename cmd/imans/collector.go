@@ -229,7 +229,7 @@ func collectorAdoptTPM(dir string) (*tpm.Swtpm, error) {
 		if why, rerr := os.ReadFile(filepath.Join(dir, hook.TPMErrorFile)); rerr == nil {
 			return nil, errors.New(strings.TrimSpace(string(why)))
 		}
-		return nil, fmt.Errorf("container tpm: %w", err)
+		return nil, err
 	}
 	return s, nil
 }

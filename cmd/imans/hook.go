@@ -195,6 +195,12 @@ func hookCreateRuntime(stdin io.Reader) error {
 	var marks *measure.Marks
 	if err == nil && spec.Backend == measure.Fanotify {
 		marks, err = measure.MarkContainer(*spec)
+		if err == nil && !hook.CanHandOff(marks) {
+			// Too many mounts for one message: the collector marks
+			// them itself, and the hook waits for it.
+			marks.Close()
+			marks = nil
+		}
 		defer marks.Close()
 	}
 	hookTrace("create setup")

@@ -1,0 +1,83 @@
+//go:build integration
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/imans-project/imans/report"
+)
+
+// A container whose measurement cannot start, in audit mode, under crun:
+// the hook launched its swtpm before it knew, and crun, a subreaper, would
+// wait for that swtpm before poststop. It must be gone: crun returns, the
+// container has run, the report is incomplete with the reason.
+func TestHookAuditAbandonUnderCrun(t *testing.T) {
+	e := newHookEnv(t, "crun")
+	b := e.newBundle("abandon", demoScript, 0)
+	b.spec.Annotations["io.imans.backend"] = "kernel" // no IMA namespaces here
+	b.save(t)
+	res := e.run("crun", b, "abandon")
+	if res.err != nil || !strings.Contains(res.out, "hello from imans") {
+		t.Fatalf("crun run in audit mode: %v\n%s", res.err, res.out)
+	}
+	if res.took > 20*time.Second {
+		t.Errorf("crun run took %s: it waited for something left behind", res.took)
+	}
+	r := e.reportOf("abandon")
+	if r.Verdict != report.Incomplete ||
+		!anyContains(r.Incomplete, "measurement did not start") {
+		t.Errorf("report: %s %q", r.Verdict, r.Incomplete)
+	}
+}
+
+// A container with more mounts than one message can hand on (260 bind
+// volumes; the kernel passes at most 253 descriptors at once) is measured
+// all the same, in both modes: the collector marks them itself.
+func TestHookManyMounts(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	vol := filepath.Join(e.base, "vol")
+	must(t, os.MkdirAll(vol, 0o755))
+	must(t, os.WriteFile(filepath.Join(vol, "v.txt"), []byte("volume\n"), 0o644))
+	b := e.newBundle("mounts", demoScript+"cat /v7/v.txt\n", 0)
+	for i := 1; i <= 260; i++ {
+		dest := fmt.Sprintf("/v%d", i)
+		must(t, os.MkdirAll(filepath.Join(b.rootfs, dest), 0o755))
+		b.spec.Mounts = append(b.spec.Mounts, specs.Mount{Destination: dest, Type: "bind",
+			Source: vol, Options: []string{"rbind", "ro"}})
+	}
+	for _, mode := range []string{"audit", "enforce"} {
+		b.spec.Annotations["io.imans.mode"] = mode
+		b.save(t)
+		id := "mounts-" + mode
+		res := e.run("runc", b, id)
+		if res.err != nil || !strings.Contains(res.out, "hello from imans") {
+			t.Fatalf("%s: runc run: %v\n%s", mode, res.err, res.out)
+		}
+		r := e.reportOf(id)
+		if len(r.Incomplete) > 0 {
+			t.Errorf("%s: report incomplete: %q", mode, r.Incomplete)
+		}
+		if !reportNames(r, "/v7/v.txt") {
+			t.Errorf("%s: no finding or entry for /v7/v.txt in %+v", mode, r.Findings)
+		}
+	}
+}
+
+// reportNames reports whether a finding of r names path (a run without
+// expectations lists every measured file as unexpected).
+func reportNames(r *report.Report, path string) bool {
+	for _, f := range r.Findings {
+		if f.Path == path {
+			return true
+		}
+	}
+	return false
+}
