@@ -177,18 +177,26 @@ func NewFanotify(spec Spec, opts ...FanotifyOption) (Collector, error) {
 	}, nil
 }
 
-// policyNeedsCreds reports whether a rule has a uid=, euid=, gid= or
-// egid= condition (with any operator).
+// policyNeedsCreds reports whether a measure or dont_measure rule has a
+// uid=, euid=, gid= or egid= condition (with any operator).
 func policyNeedsCreds(text string) bool {
 	return policyNames(text, "uid", "euid", "gid", "egid")
 }
 
-// policyNames reports whether a rule has a condition on one of names
-// (with any operator).
+// policyNames reports whether a measure or dont_measure rule of the
+// rendered policy text (a rule a line) has a condition on one of names,
+// with any operator. Rules of the other actions do not decide what is
+// measured.
 func policyNames(text string, names ...string) bool {
-	for _, w := range strings.Fields(text) {
-		if i := strings.IndexAny(w, "=<>"); i > 0 && slices.Contains(names, w[:i]) {
-			return true
+	for _, line := range strings.Split(text, "\n") {
+		words := strings.Fields(line)
+		if len(words) == 0 || words[0] != "measure" && words[0] != "dont_measure" {
+			continue
+		}
+		for _, w := range words[1:] {
+			if i := strings.IndexAny(w, "=<>"); i > 0 && slices.Contains(names, w[:i]) {
+				return true
+			}
 		}
 	}
 	return false

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/imans-project/imans/policy"
 )
 
 // mountinfoPrePivot is the mountinfo of a runc container's init at
@@ -142,9 +144,36 @@ func TestPolicyNeedsCreds(t *testing.T) {
 		"measure func=FILE_CHECK uid=0\n":                   true,
 		"dont_measure euid>1000\nmeasure func=BPRM_CHECK\n": true,
 		"measure func=FILE_CHECK egid<5\n":                  true,
+		"appraise func=BPRM_CHECK uid=0\nmeasure\n":         false,
 	} {
 		if got := policyNeedsCreds(text); got != want {
 			t.Errorf("policyNeedsCreds(%q) = %v, want %v", text, got, want)
+		}
+	}
+}
+
+// An execution's answer is fixed until the file changes unless a measure
+// or dont_measure rule looks at ids or owners; the built-in policy's
+// dont_appraise fowner=0 does not count.
+func TestExecsFixed(t *testing.T) {
+	for text, want := range map[string]bool{
+		policy.BuiltinText():                                true,
+		"measure func=BPRM_CHECK\n":                         true,
+		"measure func=BPRM_CHECK fowner=0\n":                false,
+		"dont_measure fgroup=5\nmeasure\n":                  false,
+		"measure func=FILE_CHECK euid=0\n":                  false,
+		"dont_appraise fowner=0\nmeasure func=FILE_CHECK\n": true,
+	} {
+		pol, err := policy.Parse(text)
+		if err != nil {
+			t.Fatal(err)
+		}
+		col, err := NewFanotify(Spec{Pid: 1, Dir: t.TempDir(), Policy: pol.Render()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := col.(*fanotifyCollector).execsFixed; got != want {
+			t.Errorf("execsFixed of %q = %v, want %v", text, got, want)
 		}
 	}
 }
