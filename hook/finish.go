@@ -230,6 +230,9 @@ func compareEvidence(r *report.Report, dir string, rec Record, spec measure.Spec
 		r.TPM.PCR10 = out.PCR10
 	case out.PCRError != "":
 		r.Incomplete = append(r.Incomplete, out.PCRError)
+	case out.TPMError != "":
+		// Already a reason (readOutcome): the collector had no TPM to
+		// read, and poststop has none either.
 	default:
 		pcrs, err := ReadPCR10(spec.TPM)
 		if err != nil {
