@@ -122,8 +122,6 @@ func hookCreateRuntime(stdin io.Reader) error {
 		return nil
 	}
 
-	// The collector is launched first: its process start is the slow
-	// part of the hook, and it goes on while the rest is done.
 	p := hook.DefaultPaths()
 	// A missing mode is audit; a mode that is neither audit nor enforce
 	// is taken as enforce, so a typo refuses the container.
@@ -148,7 +146,8 @@ func hookCreateRuntime(stdin io.Reader) error {
 	tpmLaunched := make(chan error, 1)
 	go func() { tpmLaunched <- hook.LaunchTPM(dir) }()
 
-	// The collector starts up while the run folder is written; it reads
+	// The collector's process start is the slow part of the hook: it
+	// goes on while the run folder is written, and the collector reads
 	// the folder only when let go.
 	var launch *hook.Launch
 	exe, err := os.Executable()
