@@ -73,7 +73,7 @@ type Launch struct {
 	Pid   int
 	dir   string
 	ready *os.File // read end of the ready pipe
-	goW   *os.File // write end of the go pipe
+	goW   *os.File // the hook's end of the go socket
 	gone  bool     // Go was called
 }
 
@@ -233,7 +233,7 @@ func (l *Launch) send(marks *measure.Marks) error {
 	return nil
 }
 
-// Abort ends a launch that is not let go: the collector sees its go pipe
+// Abort ends a launch that is not let go: the collector sees its go socket
 // close and exits; it is killed too, in case it does not. After Go it does
 // nothing, so it can be deferred.
 func (l *Launch) Abort() {
