@@ -81,3 +81,26 @@ func reportNames(r *report.Report, path string) bool {
 	}
 	return false
 }
+
+// crun runs no poststop after a failed createRuntime (podman neither): a
+// container refused in enforce mode still has its report, written by the
+// hook as it refuses, and leaves no run folder.
+func TestHookRefusedUnderCrun(t *testing.T) {
+	e := newHookEnv(t, "crun")
+	b := e.newBundle("refused", demoScript, 0)
+	b.spec.Annotations["io.imans.mode"] = "enforce"
+	b.spec.Annotations["io.imans.backend"] = "kernel" // no IMA namespaces here
+	b.save(t)
+	res := e.run("crun", b, "refused")
+	if res.err == nil || strings.Contains(res.out, "hello from imans") {
+		t.Fatalf("crun run of a refused container: %v\n%s", res.err, res.out)
+	}
+	r := e.reportOf("refused")
+	if r.Verdict != report.Incomplete ||
+		!anyContains(r.Incomplete, "refused by createRuntime (enforce): backend kernel") {
+		t.Errorf("report: %s %q", r.Verdict, r.Incomplete)
+	}
+	if left := e.runFolders(); len(left) > 0 {
+		t.Errorf("run folders left: %q", left)
+	}
+}

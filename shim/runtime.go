@@ -93,7 +93,11 @@ func FindRuntime(candidates []string, self string) (string, error) {
 	for _, c := range candidates {
 		path, err := lookPath(c)
 		if err != nil {
-			tried = append(tried, c+" (not found)")
+			why := " (not found)"
+			if fi, serr := os.Stat(c); serr == nil && strings.Contains(c, "/") {
+				why = fmt.Sprintf(" (not an executable file: %s)", fi.Mode())
+			}
+			tried = append(tried, c+why)
 			continue
 		}
 		fi, err := os.Stat(path)

@@ -95,3 +95,21 @@ func TestFindRuntimeFallbackPath(t *testing.T) {
 		t.Fatalf("got %q, err %v; want %q", got, err, bin)
 	}
 }
+
+// A candidate that exists but cannot be executed is named as such, not
+// as missing.
+func TestFindRuntimeNotExecutable(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "imans-runtime")
+	plain := filepath.Join(dir, "runc.txt")
+	for _, p := range []string{self, plain} {
+		if err := os.WriteFile(p, []byte("x\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := FindRuntime([]string{plain, filepath.Join(dir, "gone")}, self)
+	if err == nil || !strings.Contains(err.Error(), plain+" (not an executable file: -rw-r--r--)") ||
+		!strings.Contains(err.Error(), "gone (not found)") {
+		t.Fatalf("FindRuntime: %v", err)
+	}
+}

@@ -168,6 +168,9 @@ func TestReportCommandErrors(t *testing.T) {
 	if got := run([]string{"imans", "report", "show", bad}); got != 1 {
 		t.Errorf("report of another schema: exit status %d, want 1", got)
 	}
+	if _, err := reportLoad(""); err == nil || !strings.Contains(err.Error(), "empty") {
+		t.Errorf("report of an empty id: %v, want an error saying it is empty", err)
+	}
 }
 
 // The list beside a report is a copy the TPM does not vouch for by itself:

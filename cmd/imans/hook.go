@@ -216,6 +216,8 @@ func hookCreateRuntime(stdin io.Reader) error {
 			log.Error("refused container: measurement did not start", "err", err)
 			if rerr := hook.Refuse(dir, rec, err); rerr != nil {
 				log.Error("cannot record the refusal", "err", rerr)
+			} else {
+				hookReportRefusal(p, st, log)
 			}
 			return hookFail("create-runtime refused: %s: %v", st.ID, err)
 		}
@@ -255,6 +257,8 @@ func hookUnusableID(p hook.Paths, st *specs.State, cfg *hook.BundleSpec, enforce
 		if err == nil {
 			if err := hook.Refuse(dir, rec, idErr); err != nil {
 				log.Error("cannot record the refusal", "err", err)
+			} else {
+				hookReportRefusal(p, st, log)
 			}
 		}
 		return hookFail("create-runtime refused: %v", idErr)
@@ -268,12 +272,34 @@ func hookUnusableID(p hook.Paths, st *specs.State, cfg *hook.BundleSpec, enforce
 	return nil
 }
 
+// hookReportRefusal writes the report of a container refused in enforce
+// mode at once, from the refusal's record: runc runs poststop after a
+// failed createRuntime, but podman and crun do not. A poststop that does
+// come finds the report and leaves it.
+func hookReportRefusal(p hook.Paths, st *specs.State, log *slog.Logger) {
+	res, err := hook.Finish(p, st)
+	if res == nil {
+		log.Error("no report of the refusal", "err", err)
+		return
+	}
+	log.Info("report", "verdict", res.Report.Verdict, "report", res.Path,
+		"incomplete", strings.Join(res.Report.Incomplete, "; "))
+	if err != nil {
+		log.Error("report of the refusal", "err", err)
+	}
+}
+
 // hookConfig turns the annotations into the container's create config.
 func hookConfig(p hook.Paths, ann map[string]string) (hook.CreateConfig, error) {
 	var c hook.CreateConfig
 	spec, err := policy.SpecFromAnnotations(ann, "")
 	if err != nil {
-		c.Mode = ann[policy.AnnotationMode]
+		// The mode as the hook takes it: audit when missing, enforce
+		// for anything but audit (hook.Enforced).
+		c.Mode = string(policy.ModeAudit)
+		if enforce, _ := hook.Enforced(ann); enforce {
+			c.Mode = string(policy.ModeEnforce)
+		}
 		return c, err
 	}
 	c.Mode = string(spec.Mode)

@@ -55,6 +55,9 @@ func reportShow(c *cli.Context) error {
 // reportLoad reads a report named by container id (in the reports folder)
 // or by file path (anything with a '/' or ending in .json).
 func reportLoad(arg string) (*report.Report, error) {
+	if arg == "" {
+		return nil, errors.New("no container id or report file: the argument is empty")
+	}
 	if strings.Contains(arg, "/") || strings.HasSuffix(arg, ".json") {
 		return report.Read(arg)
 	}
