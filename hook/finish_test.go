@@ -251,7 +251,8 @@ func TestEarlyReport(t *testing.T) {
 		t.Fatalf("early report %q: %v", path, err)
 	}
 	early, err := report.Read(path)
-	if err != nil || early.Verdict != report.Pass || early.TPM.ReplayPCR10["sha256"] != want["sha256"] {
+	if err != nil || early.Verdict != report.Pass ||
+		early.TPM.ReplayPCR10["sha256"] != want["sha256"] {
 		t.Fatalf("early report %+v: %v", early, err)
 	}
 	out.Report = path

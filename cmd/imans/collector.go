@@ -49,10 +49,11 @@ func collectorCommand() *cli.Command {
 // collectorMain runs the collector: once the hook lets it go, it takes
 // over the container's TPM, which the hook launched (its socket takes
 // connections at once, so the backend attaches it from the start and its
-// first command waits for the TPM to be up), runs the backend, says ready on the ready pipe, measures until SIGTERM or the
-// container's end, drains, reads PCR 10, stops the TPM while it writes the
-// report (when the container's init has exited), and writes its outcome
-// into the run folder last: after the outcome it touches nothing there.
+// first command waits for the TPM to be up), runs the backend, says ready
+// on the ready pipe, measures until SIGTERM or the container's end,
+// drains, reads PCR 10, ends the TPM while it writes the report (when the
+// container's init has exited), and writes its outcome into the run
+// folder last: after the outcome it touches nothing there.
 func collectorMain(dir string) error {
 	hookTrace("collector start")
 	ready := collectorReadyPipe()
