@@ -88,7 +88,11 @@ func StartSwtpm(ctx context.Context, dir string) (*Swtpm, error) {
 // dir/swtpm.log. A stale pid file and sockets left by a crashed instance
 // are removed; a live instance for dir gives ErrSwtpmRunning. swtpm
 // itself powers the TPM on and sends TPM2_Startup(CLEAR).
-func LaunchSwtpm(dir string) (*Swtpm, error) {
+func LaunchSwtpm(dir string, opts ...LaunchOption) (*Swtpm, error) {
+	var cfg launchConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		return nil, fmt.Errorf("start swtpm in %s: %w: %w", dir, ErrSwtpmMissing, err)
@@ -129,6 +133,9 @@ func LaunchSwtpm(dir string) (*Swtpm, error) {
 		"--log", "file="+filepath.Join(dir, SwtpmLog)+",level=1,truncate",
 		"--flags", "not-need-init,startup-clear",
 	)
+	if cfg.endWithClient {
+		cmd.Args = append(cmd.Args, "--terminate")
+	}
 	cmd.Dir = "/"
 	cmd.ExtraFiles = socks
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -149,6 +156,21 @@ func LaunchSwtpm(dir string) (*Swtpm, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// LaunchOption changes how LaunchSwtpm runs swtpm.
+type LaunchOption func(*launchConfig)
+
+type launchConfig struct {
+	endWithClient bool
+}
+
+// EndWithClient has swtpm exit once its first client's connection is gone
+// (swtpm's --terminate): a TPM that serves one process and must not
+// outlive it, even when that process is killed. Nothing else may connect
+// first, a WaitReady probe included.
+func EndWithClient() LaunchOption {
+	return func(c *launchConfig) { c.endWithClient = true }
 }
 
 // bindSockets binds a listening unix socket at each path (mode 0600) and

@@ -564,3 +564,34 @@ func TestSwtpmDiscard(t *testing.T) {
 		t.Errorf("second Discard: %v", err)
 	}
 }
+
+// A swtpm launched to end with its client serves one connection and exits
+// when it is gone, as when the process holding it is killed.
+func TestSwtpmEndWithClient(t *testing.T) {
+	testenv.Command(t, "swtpm")
+	dir := filepath.Join(shortDir(t), "tpm")
+	s, err := LaunchSwtpm(dir, EndWithClient())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	tp, err := Open(s.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tp.SetTimeout(10 * time.Second)
+	if _, err := tp.ReadPCR(10, "sha256"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exited() != nil {
+		t.Fatal("exited while its client is connected")
+	}
+	tp.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Exited() == nil && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if s.Exited() == nil {
+		t.Fatal("still running after its client closed")
+	}
+}
