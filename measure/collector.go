@@ -2,6 +2,7 @@ package measure
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -16,15 +17,15 @@ const tpmRetry = 20 * time.Millisecond
 // log, retrying until it answers: the container's TPM may start after the
 // collector. Where up is given, dialling starts once it is closed. Where
 // attached is given, it is called once with the outcome. The channel
-// yields a function closing the TPM, or nil; every reason the TPM could not
-// be attached goes to incomplete.
+// yields the TPM, or nil; every reason the TPM could not be attached goes
+// to incomplete.
 func attachTPM(ctx context.Context, addr string, log *Log, up <-chan struct{},
-	attached func(ok bool), incomplete func(string)) <-chan func() {
-	out := make(chan func(), 1)
-	done := func(closeTPM func()) {
-		out <- closeTPM
+	attached func(ok bool), incomplete func(string)) <-chan *tpm.TPM {
+	out := make(chan *tpm.TPM, 1)
+	done := func(t *tpm.TPM) {
+		out <- t
 		if attached != nil {
-			attached(closeTPM != nil)
+			attached(t != nil)
 		}
 	}
 	if addr == "" {
@@ -51,7 +52,7 @@ func attachTPM(ctx context.Context, addr string, log *Log, up <-chan struct{},
 			t, err := tpm.Open(addr)
 			if err == nil {
 				log.AttachTPM(t)
-				done(func() { t.Close() })
+				done(t)
 				return
 			}
 			last = err
@@ -66,17 +67,35 @@ func attachTPM(ctx context.Context, addr string, log *Log, up <-chan struct{},
 	return out
 }
 
+// PCR10Banks are the banks of PCR 10 a collector reads at its end.
+var PCR10Banks = []string{"sha1", "sha256"}
+
+// pcrTimeout bounds the read of PCR 10 at the end.
+const pcrTimeout = 3 * time.Second
+
 // finish ends a collector's record: it waits for the TPM attacher, closes
-// log (its last extends within timeout), lets the TPM go, and fills st
-// with the counts and every reason the record is not whole: the
-// collector's own (read by own once the attacher is done), the log's, and
-// runErr's. The error is the log's failure to close, if any.
-func finish(st *Status, log *Log, tpmDone <-chan func(), timeout time.Duration,
+// log (its last extends within timeout), reads PCR 10 over the same
+// connection, lets the TPM go, and fills st with the counts, PCR 10 and
+// every reason the record is not whole: the collector's own (read by own
+// once the attacher is done), the log's, and runErr's. The error is the
+// log's failure to close, if any. PCR 10 is read before the connection
+// closes: a container's swtpm ends with the connection it serves.
+func finish(st *Status, log *Log, tpmDone <-chan *tpm.TPM, timeout time.Duration,
 	own func() []string, runErr error) error {
-	closeTPM := <-tpmDone
+	t := <-tpmDone
 	closeErr := log.Close(timeout)
-	if closeTPM != nil {
-		closeTPM()
+	if t != nil {
+		t.SetTimeout(pcrTimeout)
+		vals, err := t.ReadPCR(10, PCR10Banks...)
+		if err != nil {
+			st.PCRError = fmt.Sprintf("read pcr 10 of the container tpm: %v", err)
+		} else {
+			st.PCR10 = map[string]string{}
+			for bank, v := range vals {
+				st.PCR10[bank] = hex.EncodeToString(v)
+			}
+		}
+		t.Close()
 	}
 
 	st.Entries, st.Violations = log.Counts()

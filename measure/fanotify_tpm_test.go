@@ -144,6 +144,13 @@ func TestFanotifyTPMReplayAndEvmctl(t *testing.T) {
 		t.Fatalf("status %+v, want 4 entries and a whole record", st)
 	}
 	checkAgainstTPM(t, dir, sw.Addr)
+	// The status carries PCR 10 as read over the collector's own
+	// connection after its last extend: the values computed from the list.
+	s1, s256 := independentPCR10(readList(t, dir))
+	if st.PCR10["sha1"] != hex.EncodeToString(s1) ||
+		st.PCR10["sha256"] != hex.EncodeToString(s256) || st.PCRError != "" {
+		t.Errorf("status pcr10 %v (%q), list computes %x %x", st.PCR10, st.PCRError, s1, s256)
+	}
 
 	// evmctl must also notice a PCR the list does not give.
 	wrong := filepath.Join(dir, "pcrs-wrong")

@@ -55,6 +55,11 @@ type Status struct {
 	// Incomplete lists every reason the record is not whole (lost events,
 	// queue overflow, TPM errors). Empty means the record is whole.
 	Incomplete []string `json:"incomplete,omitempty"`
+	// PCR10 is PCR 10 of the container's TPM after the last extend, per
+	// bank (PCR10Banks), in lowercase hex; PCRError says why it could not
+	// be read. Both are empty without a TPM.
+	PCR10    map[string]string `json:"pcr10,omitempty"`
+	PCRError string            `json:"pcr_error,omitempty"`
 }
 
 // Collector measures one container until its context is cancelled.
