@@ -123,7 +123,10 @@ func RemoveTPM(dir string) error {
 // collector adopts it (tpm.AdoptSwtpm) and stops it. A launch that fails
 // leaves its reason in TPMErrorFile, for the collector's outcome.
 func LaunchTPM(dir string) error {
-	s, err := tpm.LaunchSwtpm(TPMFolder(dir))
+	// It ends with the backend's connection, its only client: a
+	// collector that dies takes it along, and nothing of the container
+	// is left for a subreaper (crun run) to wait for.
+	s, err := tpm.LaunchSwtpm(TPMFolder(dir), tpm.EndWithClient())
 	if err == nil {
 		sock := strings.TrimPrefix(s.Addr, "unix:")
 		if err = os.Symlink(sock, TPMLink(dir)); err != nil {

@@ -30,7 +30,7 @@ const (
 )
 
 // Banks are the PCR banks imans reads and replays.
-var Banks = []string{"sha1", "sha256"}
+var Banks = measure.PCR10Banks
 
 // ErrAlreadyReported is returned by Finish when there is no run folder but
 // a report for the container exists: poststop ran already.

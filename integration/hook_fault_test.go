@@ -24,8 +24,13 @@ import (
 // startRun starts a container in the background; the returned function
 // waits for it with the run deadline.
 func (e *hookEnv) startRun(b *bundle, id string) func() runResult {
+	return e.startRunWith("runc", b, id)
+}
+
+// startRunWith is startRun with another runtime (runc or crun).
+func (e *hookEnv) startRunWith(runtime string, b *bundle, id string) func() runResult {
 	ctx, cancel := context.WithTimeout(context.Background(), runTimeout)
-	cmd := e.runCmd(ctx, "runc", b, id)
+	cmd := e.runCmd(ctx, runtime, b, id)
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -38,7 +43,8 @@ func (e *hookEnv) startRun(b *bundle, id string) func() runResult {
 		defer cancel()
 		err := cmd.Wait()
 		if ctx.Err() != nil {
-			e.t.Fatalf("runc run %s: no end within %s (a hang)\n%s", id, runTimeout, out.String())
+			e.t.Fatalf("%s run %s: no end within %s (a hang)\n%s", runtime, id, runTimeout,
+				out.String())
 		}
 		return runResult{out: out.String(), err: err, took: time.Since(start)}
 	}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -102,5 +103,34 @@ func TestHookRefusedUnderCrun(t *testing.T) {
 	}
 	if left := e.runFolders(); len(left) > 0 {
 		t.Errorf("run folders left: %q", left)
+	}
+}
+
+// A collector killed mid-run under crun, which waits for every process it
+// inherits before poststop: the container's swtpm ends with the
+// collector's connection, so crun is not held back; the report is
+// incomplete, naming the collector, and nothing is left running.
+func TestHookCollectorKilledUnderCrun(t *testing.T) {
+	e := newHookEnv(t, "crun")
+	b := e.newBundle("k", sleeper, 0)
+	wait := e.startRunWith("crun", b, "killed-crun")
+
+	pid := waitPid(t, filepath.Join(e.runDir, "killed-crun", "collector.pid"))
+	time.Sleep(500 * time.Millisecond) // the container sleeps 2 s
+	must(t, syscall.Kill(pid, syscall.SIGKILL))
+	res := wait()
+	if res.err != nil {
+		t.Fatalf("run: %v\n%s", res.err, res.out)
+	}
+	if res.took > 20*time.Second {
+		t.Errorf("crun run took %s: it waited for something left behind", res.took)
+	}
+	r := e.reportOf("killed-crun")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "was not running at stop") {
+		t.Errorf("verdict %s, reasons %q: want incomplete naming the collector", r.Verdict,
+			r.Incomplete)
+	}
+	if swtpmOf(t, e.runDir) {
+		t.Error("a swtpm of the test is still running")
 	}
 }
