@@ -73,6 +73,12 @@ func Open(addr string) (*TPM, error) {
 	return &TPM{addr: addr, ch: ch}, nil
 }
 
+// OpenConn is Open of a TPM whose connection is already made (a socket a
+// parent process dialled and passed on); addr names it in errors.
+func OpenConn(addr string, c net.Conn) *TPM {
+	return &TPM{addr: addr, ch: newChannel(addr, c, false)}
+}
+
 // Addr returns the address the TPM was opened with.
 func (t *TPM) Addr() string { return t.addr }
 
