@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/imans-project/imans/tpm"
@@ -15,11 +16,12 @@ const tpmRetry = 20 * time.Millisecond
 
 // attachTPM opens the TPM at addr in the background and attaches it to
 // log, retrying until it answers: the container's TPM may start after the
-// collector. Where up is given, dialling starts once it is closed. Where
+// collector. Given conn, a connection to it made beforehand, it attaches
+// that at once. Where up is given, dialling starts once it is closed. Where
 // attached is given, it is called once with the outcome. The channel
 // yields the TPM, or nil; every reason the TPM could not be attached goes
 // to incomplete.
-func attachTPM(ctx context.Context, addr string, log *Log, up <-chan struct{},
+func attachTPM(ctx context.Context, addr string, conn net.Conn, log *Log, up <-chan struct{},
 	attached func(ok bool), incomplete func(string)) <-chan *tpm.TPM {
 	out := make(chan *tpm.TPM, 1)
 	done := func(t *tpm.TPM) {
@@ -27,6 +29,14 @@ func attachTPM(ctx context.Context, addr string, log *Log, up <-chan struct{},
 		if attached != nil {
 			attached(t != nil)
 		}
+	}
+	if conn != nil {
+		// Dialled by whoever launched the TPM: attached at once; its
+		// commands wait for the TPM to be up.
+		t := tpm.OpenConn(addr, conn)
+		log.AttachTPM(t)
+		done(t)
+		return out
 	}
 	if addr == "" {
 		incomplete("no TPM address: PCR 10 not extended")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"slices"
 	"strings"
@@ -37,6 +38,7 @@ type fanotifyConfig struct {
 	tpmAttached    func(ok bool)
 	logOpts        []LogOption
 	marks          *Marks
+	tpmConn        net.Conn
 }
 
 // WithoutListSync has the measurement list never fsynced (WithoutSync):
@@ -71,6 +73,13 @@ func WithCloseTimeout(d time.Duration) FanotifyOption {
 // once the TPM answers, and the dial then costs no wait.
 func WithTPMUp(up <-chan struct{}) FanotifyOption {
 	return func(c *fanotifyConfig) { c.tpmUp = up }
+}
+
+// WithTPMConn has the collector extend the TPM through c, a connection to
+// spec.TPM made beforehand, instead of dialling it. The collector closes c
+// at its end.
+func WithTPMConn(c net.Conn) FanotifyOption {
+	return func(cfg *fanotifyConfig) { cfg.tpmConn = c }
 }
 
 // WithTPMAttached has f called once, from another goroutine, when the TPM
@@ -221,7 +230,7 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 
 	tpmCtx, stopTPM := context.WithCancel(ctx)
 	defer stopTPM()
-	tpmDone := attachTPM(tpmCtx, c.spec.TPM, c.log, c.cfg.tpmUp, c.cfg.tpmAttached,
+	tpmDone := attachTPM(tpmCtx, c.spec.TPM, c.cfg.tpmConn, c.log, c.cfg.tpmUp, c.cfg.tpmAttached,
 		c.addIncomplete)
 	ready()
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -78,7 +79,14 @@ type kernelConfig struct {
 	stepLog         func(step, result string)
 	hostList        string
 	hostTPM         string
+	tpmConn         net.Conn
 	enter           func(ctx context.Context, pid int, o imans.EnterOptions) (*kernelNS, error)
+}
+
+// WithKernelTPMConn has the collector extend the TPM through c, a
+// connection to spec.TPM made beforehand, instead of dialling it.
+func WithKernelTPMConn(c net.Conn) KernelOption {
+	return func(cfg *kernelConfig) { cfg.tpmConn = c }
 }
 
 // WithKernelPoll sets how often the namespace's list is read for new
@@ -201,7 +209,7 @@ func (c *kernelCollector) Run(ctx context.Context, ready func()) (Status, error)
 		return st, fmt.Errorf("kernel collector: %w", err)
 	}
 
-	tpmDone := attachTPM(ctx, c.spec.TPM, log, nil, nil, c.addIncomplete)
+	tpmDone := attachTPM(ctx, c.spec.TPM, c.cfg.tpmConn, log, nil, nil, c.addIncomplete)
 	ready()
 
 	copyErr := c.copyEntries(ctx, ns.list, log)
