@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,27 +118,47 @@ func RemoveTPM(dir string) error {
 	return os.RemoveAll(tpmDir)
 }
 
-// LaunchTPM launches the container's swtpm in the run folder's TPM folder
-// and links TPMLink to its socket, without waiting for the TPM to come up
-// (the socket takes connections at once; the first command waits). The
-// collector adopts it (tpm.AdoptSwtpm) and stops it. A launch that fails
-// leaves its reason in TPMErrorFile, for the collector's outcome.
-func LaunchTPM(dir string) error {
-	// It ends with the backend's connection, its only client: a
-	// collector that dies takes it along, and nothing of the container
-	// is left for a subreaper (crun run) to wait for.
-	s, err := tpm.LaunchSwtpm(TPMFolder(dir), tpm.EndWithClient())
-	if err == nil {
-		sock := strings.TrimPrefix(s.Addr, "unix:")
-		if err = os.Symlink(sock, TPMLink(dir)); err != nil {
-			s.Stop()
-			err = fmt.Errorf("container tpm: %w", err)
-		}
-	}
+// LaunchTPM launches the container's swtpm in the run folder's TPM folder,
+// links TPMLink to its socket, and returns a connection to it, made at
+// once (the socket takes connections from the launch on; the first command
+// waits for the TPM to be up). The swtpm ends with that connection, its
+// first and only client: handed to the collector, whose backend extends
+// through it, it goes when the collector goes, even killed, and with it
+// the swtpm; a connection never handed on goes when this process ends.
+// The collector adopts the swtpm (tpm.AdoptSwtpm) and stops it. A launch
+// that fails leaves its reason in TPMErrorFile, for the collector's
+// outcome.
+func LaunchTPM(dir string) (*os.File, error) {
+	conn, err := launchTPM(dir)
 	if err != nil {
 		writeUnsynced(filepath.Join(dir, TPMErrorFile), []byte(err.Error()+"\n"))
 	}
-	return err
+	return conn, err
+}
+
+func launchTPM(dir string) (*os.File, error) {
+	s, err := tpm.LaunchSwtpm(TPMFolder(dir), tpm.EndWithClient())
+	if err != nil {
+		return nil, err
+	}
+	sock := strings.TrimPrefix(s.Addr, "unix:")
+	fail := func(err error) (*os.File, error) {
+		s.Stop()
+		return nil, fmt.Errorf("container tpm: %w", err)
+	}
+	if err := os.Symlink(sock, TPMLink(dir)); err != nil {
+		return fail(err)
+	}
+	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		return fail(err)
+	}
+	defer c.Close()
+	f, err := c.File()
+	if err != nil {
+		return fail(err)
+	}
+	return f, nil
 }
 
 // Setup writes the run folder's spec and record for a container whose

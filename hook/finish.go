@@ -16,7 +16,6 @@ import (
 	"github.com/imans-project/imans/internal/atomicfile"
 	"github.com/imans-project/imans/measure"
 	"github.com/imans-project/imans/report"
-	"github.com/imans-project/imans/tpm"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -25,8 +24,6 @@ import (
 const (
 	// StopTimeout is how long a collector may take to drain and exit.
 	StopTimeout = 5 * time.Second
-	// TPMTimeout bounds one command to the container's TPM.
-	TPMTimeout = 3 * time.Second
 )
 
 // Banks are the PCR banks imans reads and replays.
@@ -106,9 +103,9 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 			res.Report = early
 			return res, removeRunFolder(dir)
 		}
-		spec, out := readOutcome(r, dir, rec)
+		out := readOutcome(r, dir, rec)
 		r.Info.Stopped = time.Now().UTC()
-		compareEvidence(r, dir, rec, spec, out)
+		compareEvidence(r, dir, rec, out)
 	}
 
 	lists := startCopyLists(r, p, dir, st.ID)
@@ -181,16 +178,11 @@ func WriteEarlyReport(p Paths, dir string, out Outcome) (string, error) {
 	if len(rec.Incomplete) > 0 {
 		return "", errors.New("early report: measurement never started")
 	}
-	var spec measure.Spec
-	if err := ReadJSON(dir, SpecFile, &spec); err != nil {
-		return "", fmt.Errorf("early report: %w", err)
-	}
-
 	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
 	fillInfo(r, rec)
 	applyOutcome(r, out)
 	r.Info.Stopped = time.Now().UTC()
-	compareEvidence(r, dir, rec, spec, out)
+	compareEvidence(r, dir, rec, out)
 	lists := startCopyLists(r, p, dir, rec.ID)
 	r.Decide()
 	path := p.Report(rec.ID)
@@ -222,23 +214,20 @@ func readEarlyReport(r *report.Report, dir, path, id string) *report.Report {
 
 // compareEvidence takes PCR 10, replays the list and compares it with the
 // expectations, recording every gap as a reason.
-func compareEvidence(r *report.Report, dir string, rec Record, spec measure.Spec, out Outcome) {
-	// The collector reads PCR 10 after its last extend and stops the
-	// TPM itself; only when it could not (it died) is the TPM read here.
+func compareEvidence(r *report.Report, dir string, rec Record, out Outcome) {
+	// The collector's backend reads PCR 10 after its last extend, over
+	// the TPM's only connection; the swtpm ends with it, so there is no
+	// TPM left for poststop to read.
 	switch {
 	case len(out.PCR10) > 0:
 		r.TPM.PCR10 = out.PCR10
 	case out.PCRError != "":
 		r.Incomplete = append(r.Incomplete, out.PCRError)
 	case out.TPMError != "":
-		// Already a reason (readOutcome): the collector had no TPM to
-		// read, and poststop has none either.
+		// Already a reason (readOutcome).
 	default:
-		pcrs, err := ReadPCR10(spec.TPM)
-		if err != nil {
-			r.Incomplete = append(r.Incomplete, err.Error())
-		}
-		r.TPM.PCR10 = pcrs
+		r.Incomplete = append(r.Incomplete, "pcr 10 not known: the collector recorded "+
+			"none, and the container's tpm ends with the collector")
 	}
 	list := replayList(r, dir)
 	checkReplay(r)
@@ -318,21 +307,17 @@ func collectorSaid(dir string) string {
 	return ""
 }
 
-// readOutcome reads the collector's spec and final outcome into r.
-func readOutcome(r *report.Report, dir string, rec Record) (measure.Spec, Outcome) {
-	var spec measure.Spec
-	if err := ReadJSON(dir, SpecFile, &spec); err != nil {
-		r.Incomplete = append(r.Incomplete, err.Error())
-	}
+// readOutcome reads the collector's outcome into r.
+func readOutcome(r *report.Report, dir string, rec Record) Outcome {
 	var out Outcome
 	if err := ReadJSON(dir, OutcomeFile, &out); err != nil {
 		if len(rec.Incomplete) == 0 {
 			r.Incomplete = append(r.Incomplete, "collector left no outcome: "+err.Error())
 		}
-		return spec, Outcome{}
+		return Outcome{}
 	}
 	applyOutcome(r, out)
-	return spec, out
+	return out
 }
 
 // applyOutcome records in r what the collector's outcome says.
@@ -348,30 +333,6 @@ func applyOutcome(r *report.Report, out Outcome) {
 		r.Incomplete = append(r.Incomplete, "container tpm: "+out.TPMError)
 	}
 	r.Incomplete = append(r.Incomplete, out.Status.Incomplete...)
-}
-
-// ReadPCR10 reads PCR 10 of every bank of Banks from the TPM at addr, as
-// lowercase hex, within TPMTimeout per command.
-func ReadPCR10(addr string) (map[string]string, error) {
-	if addr == "" {
-		return nil, errors.New("no container tpm address recorded")
-	}
-	t, err := tpm.Open(addr)
-	if err != nil {
-		return nil, fmt.Errorf("container tpm unreachable: %w", err)
-	}
-	defer t.Close()
-	t.SetTimeout(TPMTimeout)
-
-	vals, err := t.ReadPCR(10, Banks...)
-	if err != nil {
-		return nil, fmt.Errorf("read pcr 10 of the container tpm: %w", err)
-	}
-	out := map[string]string{}
-	for bank, v := range vals {
-		out[bank] = hex.EncodeToString(v)
-	}
-	return out, nil
 }
 
 // replayList reads the binary list, replays it per bank and returns its

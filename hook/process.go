@@ -3,6 +3,7 @@ package hook
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -62,7 +63,7 @@ func StartCollector(exe, dir string, timeout time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	return l.Go(timeout, nil)
+	return l.Go(timeout, Given{})
 }
 
 // Launch is a collector process started but not yet let go: it is
@@ -144,16 +145,15 @@ func LaunchCollector(exe, dir string) (*Launch, error) {
 }
 
 // Go lets the collector read the run folder and start measuring, with
-// the container's fanotify marks when marks is not nil, and waits until it
-// says ready or fails, at most timeout. On failure or timeout the
-// collector is killed and the error carries its message. The caller
-// closes its copy of the marks.
-func (l *Launch) Go(timeout time.Duration, marks *measure.Marks) (int, error) {
+// what g hands on, and waits until it says ready or fails, at most
+// timeout. On failure or timeout the collector is killed and the error
+// carries its message. The caller closes its copies of g's descriptors.
+func (l *Launch) Go(timeout time.Duration, g Given) (int, error) {
 	l.gone = true
 	defer l.ready.Close()
 	// A collector that died already makes the send fail (EPIPE); the
 	// ready pipe then says why. Any other failure to send is the reason.
-	if serr := l.send(marks); serr != nil && !errors.Is(serr, unix.EPIPE) {
+	if serr := l.send(g); serr != nil && !errors.Is(serr, unix.EPIPE) {
 		l.kill()
 		return l.Pid, fmt.Errorf("start collector: %w", serr)
 	}
@@ -181,38 +181,78 @@ func (l *Launch) Go(timeout time.Duration, marks *measure.Marks) (int, error) {
 // container's start need not wait for the collector's. A collector that
 // fails from then on leaves its reason in its outcome or its log, for
 // poststop; one that dies closes the group, and the kernel then allows
-// what waited. The caller closes its copy of the marks.
-func (l *Launch) Release(marks *measure.Marks) (int, error) {
+// what waited. The caller closes its copies of g's descriptors.
+func (l *Launch) Release(g Given) (int, error) {
 	l.gone = true
 	l.ready.Close()
-	if err := l.send(marks); err != nil {
+	if err := l.send(g); err != nil {
 		l.kill()
 		return l.Pid, fmt.Errorf("start collector: %w", err)
 	}
 	return l.Pid, nil
 }
 
-// CanHandOff reports whether marks fit in one go message: their
-// description within maxGoMessage and their descriptors within maxGoFDs.
-// Marks that do not (hundreds of mounts, or very long mount paths) are
-// left for the collector to make itself.
-func CanHandOff(marks *measure.Marks) bool {
-	desc, fds, err := marks.Handoff()
-	return err == nil && len(goLine)+1+len(desc) <= maxGoMessage && len(fds) <= maxGoFDs
+// Given is what the hook hands the collector with the word to go, each
+// part optional: the container's fanotify marks, and a connection to the
+// container's TPM (LaunchTPM).
+type Given struct {
+	Marks *measure.Marks
+	TPM   *os.File
 }
 
-// send writes the go message, with the marks' descriptors, and closes the
-// go socket.
-func (l *Launch) send(marks *measure.Marks) error {
-	defer l.goW.Close()
-	msg := []byte(goLine + "\n")
-	var oob []byte
-	if marks != nil {
-		desc, fds, err := marks.Handoff()
+// goMessage is the go message's description of what its descriptors are:
+// the TPM connection first when TPM, then the marks' (Marks is their
+// description, measure.Marks.Handoff).
+type goMessage struct {
+	TPM   bool            `json:"tpm,omitempty"`
+	Marks json.RawMessage `json:"marks,omitempty"`
+}
+
+// encode returns the go message and its descriptors.
+func (g Given) encode() ([]byte, []int, error) {
+	var m goMessage
+	var fds []int
+	if g.TPM != nil {
+		m.TPM = true
+		fds = append(fds, int(g.TPM.Fd()))
+	}
+	if g.Marks != nil {
+		desc, mfds, err := g.Marks.Handoff()
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
-		msg = append(msg, desc...)
+		m.Marks = desc
+		fds = append(fds, mfds...)
+	}
+	msg := []byte(goLine + "\n")
+	if len(fds) == 0 {
+		return msg, nil, nil
+	}
+	body, err := json.Marshal(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(msg, body...), fds, nil
+}
+
+// Fits reports whether g fits in one go message: within maxGoMessage bytes
+// and maxGoFDs descriptors. Marks that do not (hundreds of mounts, or very
+// long mount paths) are left for the collector to make itself.
+func (g Given) Fits() bool {
+	msg, fds, err := g.encode()
+	return err == nil && len(msg) <= maxGoMessage && len(fds) <= maxGoFDs
+}
+
+// send writes the go message, with its descriptors, and closes the go
+// socket.
+func (l *Launch) send(g Given) error {
+	defer l.goW.Close()
+	msg, fds, err := g.encode()
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(fds) > 0 {
 		oob = unix.UnixRights(fds...)
 	}
 	conn, err := l.goW.SyscallConn()
@@ -254,13 +294,13 @@ func (l *Launch) kill() {
 }
 
 // AwaitGo is the collector's side of the go socket: it blocks until the
-// hook lets it go (true) or gives up on it (false), and returns the
-// container's fanotify marks when the hook made them (else nil). Without a
-// go socket (the collector run by hand), it returns true at once.
-func AwaitGo() (bool, *measure.Marks, error) {
+// hook lets it go (true) or gives up on it (false), and returns what the
+// hook handed on. Without a go socket (the collector run by hand), it
+// returns true at once.
+func AwaitGo() (bool, Given, error) {
 	var st unix.Stat_t
 	if err := unix.Fstat(GoFD, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
-		return true, nil, nil
+		return true, Given{}, nil
 	}
 	defer unix.Close(GoFD)
 	buf := make([]byte, maxGoMessage)
@@ -274,7 +314,7 @@ func AwaitGo() (bool, *measure.Marks, error) {
 		}
 	}
 	if err != nil {
-		return false, nil, fmt.Errorf("go socket: %w", err)
+		return false, Given{}, fmt.Errorf("go socket: %w", err)
 	}
 	var fds []int
 	if oobn > 0 {
@@ -288,31 +328,55 @@ func AwaitGo() (bool, *measure.Marks, error) {
 			err = fmt.Errorf("go socket: control message: %w", perr)
 		}
 	}
+	closeAll := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+	}
 	if err == nil && flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
 		err = errors.New("go socket: message truncated")
 	}
-	word, desc, _ := bytes.Cut(buf[:n], []byte("\n"))
+	word, body, _ := bytes.Cut(buf[:n], []byte("\n"))
 	if err == nil && string(word) != goLine {
 		// The hook closed the socket (n == 0): it gave up.
-		for _, fd := range fds {
-			unix.Close(fd)
+		closeAll()
+		return false, Given{}, nil
+	}
+	var m goMessage
+	if err == nil && len(body) > 0 {
+		if jerr := json.Unmarshal(body, &m); jerr != nil {
+			err = fmt.Errorf("go socket: %w", jerr)
 		}
-		return false, nil, nil
+	}
+	if err == nil && m.TPM && len(fds) == 0 {
+		err = errors.New("go socket: a TPM connection named but not passed")
 	}
 	if err != nil {
-		for _, fd := range fds {
-			unix.Close(fd)
+		closeAll()
+		return false, Given{}, err
+	}
+
+	var g Given
+	if m.TPM {
+		g.TPM, fds = os.NewFile(uintptr(fds[0]), "tpm"), fds[1:]
+	}
+	if len(m.Marks) > 0 {
+		marks, err := measure.AdoptMarks(m.Marks, fds)
+		if err != nil {
+			if g.TPM != nil {
+				g.TPM.Close()
+			}
+			return false, Given{}, err
 		}
-		return false, nil, err
+		g.Marks = marks
+	} else if len(fds) > 0 {
+		closeAll()
+		if g.TPM != nil {
+			g.TPM.Close()
+		}
+		return false, Given{}, errors.New("go socket: descriptors passed that the message does not name")
 	}
-	if len(desc) == 0 && len(fds) == 0 {
-		return true, nil, nil
-	}
-	marks, err := measure.AdoptMarks(desc, fds)
-	if err != nil {
-		return false, nil, err
-	}
-	return true, marks, nil
+	return true, g, nil
 }
 
 // The bounds of a go message: its bytes (the word and the marks'

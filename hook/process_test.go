@@ -203,7 +203,7 @@ sleep 30`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Go(5*time.Second, nil); err != nil {
+	if _, err := l.Go(5*time.Second, Given{}); err != nil {
 		t.Fatal(err)
 	}
 	l.Abort()

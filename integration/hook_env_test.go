@@ -36,6 +36,15 @@ var (
 	buildErr  error
 )
 
+// TestMain removes the binaries imansBinary built once every test ran.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imansBin != "" {
+		os.RemoveAll(filepath.Dir(imansBin))
+	}
+	os.Exit(code)
+}
+
 // imansBinary builds imans, and the imans-runtime wrapper beside it, once
 // per test binary, into a temporary folder kept for the whole run, and
 // returns the path of imans.

@@ -134,3 +134,32 @@ func TestHookCollectorKilledUnderCrun(t *testing.T) {
 		t.Error("a swtpm of the test is still running")
 	}
 }
+
+// The collector killed at any moment of its start under crun: before the
+// hook lets it go, while the go message (with the TPM connection) waits
+// for it, or before its backend has used that connection. crun is never
+// held back (the swtpm ends with its only connection, wherever that is),
+// and no report says pass.
+func TestHookCollectorKilledEarlyUnderCrun(t *testing.T) {
+	e := newHookEnv(t, "crun")
+	b := e.newBundle("early", "sleep 0.3\necho done\n", 0)
+	for i, delay := range []time.Duration{0, time.Millisecond, 2 * time.Millisecond,
+		3 * time.Millisecond, 5 * time.Millisecond, 8 * time.Millisecond} {
+		id := fmt.Sprintf("early-%d", i)
+		wait := e.startRunWith("crun", b, id)
+		pid := waitPid(t, filepath.Join(e.runDir, id, "collector.pid"))
+		time.Sleep(delay)
+		syscall.Kill(pid, syscall.SIGKILL)
+		res := wait()
+		if res.took > 20*time.Second {
+			t.Errorf("%s: crun run took %s: it waited for something left behind", id, res.took)
+		}
+		r := e.reportOf(id)
+		if r.Verdict == report.Pass {
+			t.Errorf("%s: pass with the collector killed %s after its start", id, delay)
+		}
+		if swtpmOf(t, e.runDir) {
+			t.Errorf("%s: a swtpm of the test is still running", id)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -62,7 +63,7 @@ func collectorMain(dir string) error {
 		hook.SignalReady(ready, err)
 		return err
 	}
-	goOn, marks, err := hook.AwaitGo()
+	goOn, given, err := hook.AwaitGo()
 	if err != nil {
 		hook.SignalReady(ready, err)
 		return err
@@ -103,7 +104,7 @@ func collectorMain(dir string) error {
 	var spec measure.Spec
 	if err := hook.ReadJSON(dir, hook.SpecFile, &spec); err != nil {
 		hook.SignalReady(ready, err)
-		marks.Close()
+		given.Marks.Close()
 		stopTPM()
 		return err
 	}
@@ -111,10 +112,10 @@ func collectorMain(dir string) error {
 	attached := make(chan struct{})
 	var attachOnce sync.Once
 	onAttach := func(bool) { attachOnce.Do(func() { close(attached) }) }
-	coll, err := collectorBackend(spec, marks, tpmUp, onAttach)
+	coll, err := collectorBackend(spec, given, tpmUp, onAttach)
 	if err != nil {
 		hook.SignalReady(ready, err)
-		marks.Close()
+		given.Marks.Close()
 		stopTPM()
 		return err
 	}
@@ -169,12 +170,13 @@ func collectorMain(dir string) error {
 	<-adopted
 
 	// The backend read PCR 10 after its last extend, over its own
-	// connection (the swtpm ends with that connection). Without it, a
-	// swtpm that died is the reason.
+	// connection (the swtpm ends with that connection), or says why it
+	// could not; a backend that never held the TPM leaves that to the
+	// swtpm's exit, if it is gone.
 	out.PCR10, out.PCRError = status.PCR10, status.PCRError
-	if len(out.PCR10) == 0 && swtpm != nil {
+	if len(out.PCR10) == 0 && out.PCRError == "" && swtpm != nil {
 		if gone := swtpm.Exited(); gone != nil {
-			out.TPMError, out.PCRError = gone.Error(), ""
+			out.TPMError = gone.Error()
 		}
 	}
 	// PCR 10 is in the outcome: the TPM has done its part and is
@@ -345,23 +347,39 @@ func collectorReadyPipe() *os.File {
 // when it holds it;
 // the kernel backend dials on its own, and the collector watches its
 // descriptors for the connection (collectorAwaitAttach).
-func collectorBackend(spec measure.Spec, marks *measure.Marks, tpmUp <-chan struct{},
+func collectorBackend(spec measure.Spec, given hook.Given, tpmUp <-chan struct{},
 	attached func(bool)) (measure.Collector, error) {
+	var conn net.Conn
+	if given.TPM != nil {
+		c, err := net.FileConn(given.TPM)
+		given.TPM.Close()
+		if err != nil {
+			return nil, fmt.Errorf("collector: tpm connection: %w", err)
+		}
+		conn = c
+	}
 	switch spec.Backend {
 	case measure.Fanotify:
 		opts := []measure.FanotifyOption{measure.WithCloseTimeout(collectorCloseTimeout),
 			measure.WithTPMUp(tpmUp), measure.WithTPMAttached(attached),
 			measure.WithoutListSync()}
-		if marks != nil {
-			opts = append(opts, measure.WithMarks(marks))
+		if given.Marks != nil {
+			opts = append(opts, measure.WithMarks(given.Marks))
+		}
+		if conn != nil {
+			opts = append(opts, measure.WithTPMConn(conn))
 		}
 		return measure.NewFanotify(spec, opts...)
 	case measure.Kernel:
-		if marks != nil {
+		if given.Marks != nil {
 			return nil, fmt.Errorf("collector: fanotify marks handed to backend %q",
 				spec.Backend)
 		}
-		return measure.NewKernel(spec)
+		var opts []measure.KernelOption
+		if conn != nil {
+			opts = append(opts, measure.WithKernelTPMConn(conn))
+		}
+		return measure.NewKernel(spec, opts...)
 	}
 	return nil, fmt.Errorf("collector: unknown backend %q", spec.Backend)
 }

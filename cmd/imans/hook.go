@@ -143,8 +143,15 @@ func hookCreateRuntime(stdin io.Reader) error {
 	// The container's TPM takes milliseconds to come up: it is launched
 	// first, beside the collector's launch, and is up by the time a
 	// short-lived container ends. The collector takes it over.
-	tpmLaunched := make(chan error, 1)
-	go func() { tpmLaunched <- hook.LaunchTPM(dir) }()
+	type launchedTPM struct {
+		conn *os.File
+		err  error
+	}
+	tpmLaunched := make(chan launchedTPM, 1)
+	go func() {
+		conn, err := hook.LaunchTPM(dir)
+		tpmLaunched <- launchedTPM{conn, err}
+	}()
 
 	// The collector's process start is the slow part of the hook: it
 	// goes on while the run folder is written, and the collector reads
@@ -181,35 +188,38 @@ func hookCreateRuntime(stdin io.Reader) error {
 		spec, err = hook.Setup(dir, st, rec, c)
 	}
 	// Waited for on every path: a failure below stops the TPM.
-	if terr := <-tpmLaunched; terr != nil {
+	var given hook.Given
+	if t := <-tpmLaunched; t.err != nil {
 		if err == nil && enforce {
-			err = terr
+			err = t.err
 		}
-		log.Warn("container tpm not launched; the report will be incomplete", "err", terr)
+		log.Warn("container tpm not launched; the report will be incomplete", "err", t.err)
+	} else {
+		given.TPM = t.conn
+		defer t.conn.Close()
 	}
 	// The fanotify backend's marks are made here and handed to the
 	// collector: from then on the container's every open and execution
 	// waits for the collector's answer, so in audit mode the container's
 	// start does not wait for the collector's own.
-	var marks *measure.Marks
 	if err == nil && spec.Backend == measure.Fanotify {
-		marks, err = measure.MarkContainer(*spec)
-		if err == nil && !hook.CanHandOff(marks) {
+		given.Marks, err = measure.MarkContainer(*spec)
+		if err == nil && !given.Fits() {
 			// Too many mounts for one message: the collector marks
 			// them itself, and the hook waits for it.
-			marks.Close()
-			marks = nil
+			given.Marks.Close()
+			given.Marks = nil
 		}
-		defer marks.Close()
+		defer given.Marks.Close()
 	}
 	hookTrace("create setup")
 	var pid int
 	switch {
 	case err != nil:
-	case marks != nil && !enforce:
-		pid, err = launch.Release(marks)
+	case given.Marks != nil && !enforce:
+		pid, err = launch.Release(given)
 	default:
-		pid, err = launch.Go(hook.ReadyTimeout, marks)
+		pid, err = launch.Go(hook.ReadyTimeout, given)
 	}
 	if err != nil {
 		if enforce {
