@@ -173,6 +173,11 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 			"(%s=@name) or stop the writer opening the file while it is read\n",
 			len(violations), strings.Join(violations, ", "), policy.AnnotationExpectDigests)
 	}
+	if changed := changedPaths(r); len(changed) > 0 {
+		fmt.Fprintf(expectWarn, "imans: expect: warning: the run failed its own "+
+			"expectations, file(s) changed: %s; these annotations accept what it "+
+			"measured, the changes included\n", strings.Join(changed, ", "))
+	}
 	body, err := json.Marshal(digests)
 	if err != nil {
 		return nil, err
@@ -188,6 +193,18 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 		ann[policy.AnnotationExpectPCR10+bank] = v
 	}
 	return ann, nil
+}
+
+// changedPaths lists the files the report found changed from its
+// expectations, each once, in list order.
+func changedPaths(r *report.Report) []string {
+	var out []string
+	for _, f := range r.Findings {
+		if f.Kind == report.ChangedFile && !containsString(out, f.Path) {
+			out = append(out, f.Path)
+		}
+	}
+	return out
 }
 
 // expectWarn receives the warnings of imans expect.

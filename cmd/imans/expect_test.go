@@ -368,6 +368,24 @@ func TestExpectNoPCR10(t *testing.T) {
 
 // A violation is a finding of every run that has it, and annotations cannot
 // exclude a path: say that the learnt annotations will not pass.
+// Learning from a run that failed its own expectations says which files
+// had changed: the annotations would accept the changes.
+func TestExpectWarnsOfChangedFiles(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	r.Findings = append(r.Findings, report.Finding{Kind: report.ChangedFile, Index: 1,
+		Path: "/app/demo.sh", Digest: "sha256:00"})
+	var warn strings.Builder
+	expectWarn = &warn
+	defer func() { expectWarn = os.Stderr }()
+	if _, err := expectAnnotations(r, r.Info.BinaryLog); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(warn.String(), "failed its own expectations, file(s) changed: "+
+		"/app/demo.sh;") {
+		t.Errorf("warning %q, want one naming /app/demo.sh", warn.String())
+	}
+}
+
 func TestExpectWarnsOfViolations(t *testing.T) {
 	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
 	list, err := os.ReadFile(r.Info.BinaryLog)
