@@ -109,6 +109,11 @@ func FindRuntime(candidates []string, self string) (string, error) {
 			tried = append(tried, c+" (the wrapper itself)")
 			continue
 		}
+		if b := filepath.Base(path); b == "imans" || b == "imans-runtime" {
+			// The wrapper in another file, or the tool that holds it.
+			tried = append(tried, c+" (an imans binary, not an OCI runtime)")
+			continue
+		}
 		if !filepath.IsAbs(path) {
 			if path, err = filepath.Abs(path); err != nil {
 				return "", fmt.Errorf("find runtime: %w", err)

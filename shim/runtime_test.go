@@ -96,6 +96,23 @@ func TestFindRuntimeFallbackPath(t *testing.T) {
 	}
 }
 
+// The imans binary, or another copy of the wrapper, is no runtime.
+func TestFindRuntimeNotImans(t *testing.T) {
+	dir := t.TempDir()
+	self := filepath.Join(dir, "self", "imans-runtime")
+	other := filepath.Join(dir, "bin", "imans")
+	for _, p := range []string{self, other} {
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, err := FindRuntime([]string{other}, self)
+	if err == nil || !strings.Contains(err.Error(), other+" (an imans binary, not an OCI runtime)") {
+		t.Fatalf("FindRuntime of the imans binary: %v", err)
+	}
+}
+
 // A candidate that exists but cannot be executed is named as such, not
 // as missing.
 func TestFindRuntimeNotExecutable(t *testing.T) {
