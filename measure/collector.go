@@ -3,7 +3,6 @@ package measure
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"time"
@@ -14,61 +13,38 @@ import (
 // tpmRetry is the pause between two tries to reach a TPM that is not up.
 const tpmRetry = 20 * time.Millisecond
 
-// attachTPM opens the TPM at addr in the background and attaches it to
-// log, retrying until it answers: the container's TPM may start after the
-// collector. Given conn, a connection to it made beforehand, it attaches
-// that at once. Where up is given, dialling starts once it is closed. Where
-// attached is given, it is called once with the outcome. The channel
-// yields the TPM, or nil; every reason the TPM could not be attached goes
-// to incomplete.
-func attachTPM(ctx context.Context, addr string, conn net.Conn, log *Log, up <-chan struct{},
-	attached func(ok bool), incomplete func(string)) <-chan *tpm.TPM {
+// attachTPM attaches the TPM to log: conn, a connection to it made
+// beforehand, at once; else the TPM at addr, opened in the background and
+// retried until it answers or ctx ends. The channel yields the TPM, or
+// nil; every reason the TPM could not be attached goes to incomplete.
+func attachTPM(ctx context.Context, addr string, conn net.Conn, log *Log,
+	incomplete func(string)) <-chan *tpm.TPM {
 	out := make(chan *tpm.TPM, 1)
-	done := func(t *tpm.TPM) {
-		out <- t
-		if attached != nil {
-			attached(t != nil)
-		}
-	}
 	if conn != nil {
-		// Dialled by whoever launched the TPM: attached at once; its
-		// commands wait for the TPM to be up.
+		// Its commands wait for the TPM to be up.
 		t := tpm.OpenConn(addr, conn)
 		log.AttachTPM(t)
-		done(t)
+		out <- t
 		return out
 	}
 	if addr == "" {
 		incomplete("no TPM address: PCR 10 not extended")
-		done(nil)
+		out <- nil
 		return out
 	}
 
 	go func() {
-		last := errors.New("not up yet")
-		giveUp := func() {
-			incomplete(fmt.Sprintf("TPM %s never answered: %v", addr, last))
-			done(nil)
-		}
-		if up != nil {
-			select {
-			case <-up:
-			case <-ctx.Done():
-				giveUp()
-				return
-			}
-		}
 		for {
 			t, err := tpm.Open(addr)
 			if err == nil {
 				log.AttachTPM(t)
-				done(t)
+				out <- t
 				return
 			}
-			last = err
 			select {
 			case <-ctx.Done():
-				giveUp()
+				incomplete(fmt.Sprintf("TPM %s never answered: %v", addr, err))
+				out <- nil
 				return
 			case <-time.After(tpmRetry):
 			}

@@ -34,8 +34,6 @@ type fanotifyConfig struct {
 	answerDeadline time.Duration
 	cacheSize      int
 	closeTimeout   time.Duration
-	tpmUp          <-chan struct{}
-	tpmAttached    func(ok bool)
 	logOpts        []LogOption
 	marks          *Marks
 	tpmConn        net.Conn
@@ -68,26 +66,11 @@ func WithCloseTimeout(d time.Duration) FanotifyOption {
 	return func(c *fanotifyConfig) { c.closeTimeout = d }
 }
 
-// WithTPMUp makes the collector dial the TPM once up is closed, instead
-// of trying every 20 ms from the start: whoever starts the TPM closes it
-// once the TPM answers, and the dial then costs no wait.
-func WithTPMUp(up <-chan struct{}) FanotifyOption {
-	return func(c *fanotifyConfig) { c.tpmUp = up }
-}
-
 // WithTPMConn has the collector extend the TPM through c, a connection to
 // spec.TPM made beforehand, instead of dialling it. The collector closes c
 // at its end.
 func WithTPMConn(c net.Conn) FanotifyOption {
 	return func(cfg *fanotifyConfig) { cfg.tpmConn = c }
-}
-
-// WithTPMAttached has f called once, from another goroutine, when the TPM
-// is attached to the measurement list (ok) or the collector gave up on it
-// (its context ended first). Every entry is extended into a TPM attached
-// before Run returns.
-func WithTPMAttached(f func(ok bool)) FanotifyOption {
-	return func(c *fanotifyConfig) { c.tpmAttached = f }
 }
 
 // fanotifyCollector measures one container with fanotify permission
@@ -230,7 +213,7 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 
 	tpmCtx, stopTPM := context.WithCancel(ctx)
 	defer stopTPM()
-	tpmDone := attachTPM(tpmCtx, c.spec.TPM, c.cfg.tpmConn, c.log, c.cfg.tpmUp, c.cfg.tpmAttached,
+	tpmDone := attachTPM(tpmCtx, c.spec.TPM, c.cfg.tpmConn, c.log,
 		c.addIncomplete)
 	ready()
 

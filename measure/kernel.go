@@ -209,7 +209,7 @@ func (c *kernelCollector) Run(ctx context.Context, ready func()) (Status, error)
 		return st, fmt.Errorf("kernel collector: %w", err)
 	}
 
-	tpmDone := attachTPM(ctx, c.spec.TPM, c.cfg.tpmConn, log, nil, nil, c.addIncomplete)
+	tpmDone := attachTPM(ctx, c.spec.TPM, c.cfg.tpmConn, log, c.addIncomplete)
 	ready()
 
 	copyErr := c.copyEntries(ctx, ns.list, log)

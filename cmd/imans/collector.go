@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,10 +21,6 @@ import (
 	"github.com/imans-project/imans/measure"
 	"github.com/imans-project/imans/tpm"
 )
-
-// collectorAttachGrace bounds the wait, at the end, for the backend to
-// connect to a TPM that came up after the container had already exited.
-const collectorAttachGrace = 500 * time.Millisecond
 
 // collectorCloseTimeout bounds the wait at the end for the TPM to take the
 // last extends; it stays under poststop's StopTimeout so a collector whose
@@ -76,14 +71,13 @@ func collectorMain(dir string) error {
 	hookTrace("collector go")
 	hook.CloseInherited(hook.ReadyFD)
 
-	// The hook launched the TPM before it let the collector go; taking
-	// it over runs beside the backend's setup. tpmUp is closed once the
-	// TPM is held (its socket takes connections from its launch on; the
-	// first command waits for the TPM to be up), adopted once that is
-	// over, either way.
+	// The hook launched the TPM before it let the collector go, and
+	// handed on its connection, through which the backend extends.
+	// Taking the swtpm over, to stop it at the end, runs beside the
+	// backend's setup; adopted is closed once that is over, either way.
 	var out hook.Outcome
 	var swtpm *tpm.Swtpm
-	tpmUp, adopted := make(chan struct{}), make(chan struct{})
+	adopted := make(chan struct{})
 	go func() {
 		defer close(adopted)
 		s, err := collectorAdoptTPM(dir)
@@ -92,7 +86,6 @@ func collectorMain(dir string) error {
 			return
 		}
 		swtpm = s
-		close(tpmUp)
 		hookTrace("collector tpm adopted")
 	}()
 	// stopTPM waits for the adoption and stops the TPM.
@@ -108,11 +101,7 @@ func collectorMain(dir string) error {
 		stopTPM()
 		return err
 	}
-	// attached is closed once the backend holds the TPM or gave up on it.
-	attached := make(chan struct{})
-	var attachOnce sync.Once
-	onAttach := func(bool) { attachOnce.Do(func() { close(attached) }) }
-	coll, err := collectorBackend(spec, given, tpmUp, onAttach)
+	coll, err := collectorBackend(spec, given)
 	if err != nil {
 		hook.SignalReady(ready, err)
 		given.Marks.Close()
@@ -126,33 +115,16 @@ func collectorMain(dir string) error {
 	ctx, cancel, exited := collectorWatchContainer(ctx, spec.Pid)
 	defer cancel()
 
-	// The backend's context ends after the stop request and once the
-	// backend holds the TPM (or gave up on it), so every entry of a
-	// container that exits at once is still extended.
-	runCtx, stopRun := context.WithCancel(context.Background())
-	defer stopRun()
+	// The backend holds the TPM from its start (the hook's connection),
+	// so it may stop as soon as it is asked to: every entry is extended.
 	go func() {
 		<-ctx.Done()
 		hookTrace("collector stop asked")
-		<-adopted
-		switch {
-		case swtpm == nil:
-		case spec.Backend == measure.Fanotify:
-			select {
-			case <-attached:
-			case <-time.After(collectorAttachGrace):
-			}
-		default:
-			collectorAwaitAttach(strings.TrimPrefix(swtpm.Addr, "unix:"),
-				collectorAttachGrace)
-		}
-		hookTrace("collector attached")
-		stopRun()
 	}()
 
 	var once sync.Once
 	signalled := false
-	status, err := coll.Run(runCtx, func() {
+	status, err := coll.Run(ctx, func() {
 		once.Do(func() {
 			signalled = true
 			hookTrace("collector ready")
@@ -292,44 +264,6 @@ func collectorWatchContainer(ctx context.Context, pid int) (
 	return ctx, cancel, exited.Load
 }
 
-// collectorAwaitAttach waits until this process holds a connection to the
-// swtpm socket at sock, at most timeout. The backend connects to the TPM in
-// the background and gives up when its context ends; once its connection
-// exists, it attaches the TPM whatever happens to the context. swtpm
-// serves one client at a time, and the start's probe has closed its own.
-func collectorAwaitAttach(sock string, timeout time.Duration) {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if collectorConnectedTo(sock) {
-			return
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-// collectorConnectedTo reports whether a descriptor of this process is a
-// unix socket connected to the socket bound at path.
-func collectorConnectedTo(path string) bool {
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		fd, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		sa, err := unix.Getpeername(fd)
-		if err != nil {
-			continue
-		}
-		if un, ok := sa.(*unix.SockaddrUnix); ok && un.Name == path {
-			return true
-		}
-	}
-	return false
-}
-
 // collectorReadyPipe returns the ready pipe the hook passed as descriptor
 // 3, or nil when descriptor 3 is not a pipe (the collector run by hand).
 func collectorReadyPipe() *os.File {
@@ -341,14 +275,11 @@ func collectorReadyPipe() *os.File {
 	return os.NewFile(hook.ReadyFD, "ready")
 }
 
-// collectorBackend makes the backend the spec names. The fanotify backend
-// measures through the marks the hook made, when it made them (else it
-// makes its own), dials the TPM once tpmUp is closed and calls attached
-// when it holds it;
-// the kernel backend dials on its own, and the collector watches its
-// descriptors for the connection (collectorAwaitAttach).
-func collectorBackend(spec measure.Spec, given hook.Given, tpmUp <-chan struct{},
-	attached func(bool)) (measure.Collector, error) {
+// collectorBackend makes the backend the spec names, extending the TPM
+// through the connection the hook handed on (without one, the backend
+// dials spec.TPM itself). The fanotify backend measures through the marks
+// the hook made, when it made them, else it makes its own.
+func collectorBackend(spec measure.Spec, given hook.Given) (measure.Collector, error) {
 	var conn net.Conn
 	if given.TPM != nil {
 		c, err := net.FileConn(given.TPM)
@@ -361,7 +292,6 @@ func collectorBackend(spec measure.Spec, given hook.Given, tpmUp <-chan struct{}
 	switch spec.Backend {
 	case measure.Fanotify:
 		opts := []measure.FanotifyOption{measure.WithCloseTimeout(collectorCloseTimeout),
-			measure.WithTPMUp(tpmUp), measure.WithTPMAttached(attached),
 			measure.WithoutListSync()}
 		if given.Marks != nil {
 			opts = append(opts, measure.WithMarks(given.Marks))
