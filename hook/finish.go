@@ -40,11 +40,8 @@ type Outcome struct {
 	// Error is the collector's error, if Run returned one.
 	Error string `json:"error,omitempty"`
 	// TPMError is set when the container's TPM could not be started.
+	// (PCR 10, read after the last extend, is in Status.)
 	TPMError string `json:"tpm_error,omitempty"`
-	// PCR10 is PCR 10 of the container's TPM per bank (lowercase hex),
-	// read after the last extend; PCRError says why it could not be.
-	PCR10    map[string]string `json:"pcr10,omitempty"`
-	PCRError string            `json:"pcr_error,omitempty"`
 	// ContainerExited is true when the collector stopped because the
 	// container's init exited, before any stop request.
 	ContainerExited bool      `json:"container_exited,omitempty"`
@@ -219,10 +216,10 @@ func compareEvidence(r *report.Report, dir string, rec Record, out Outcome) {
 	// the TPM's only connection; the swtpm ends with it, so there is no
 	// TPM left for poststop to read.
 	switch {
-	case len(out.PCR10) > 0:
-		r.TPM.PCR10 = out.PCR10
-	case out.PCRError != "":
-		r.Incomplete = append(r.Incomplete, out.PCRError)
+	case len(out.Status.PCR10) > 0:
+		r.TPM.PCR10 = out.Status.PCR10
+	case out.Status.PCRError != "":
+		r.Incomplete = append(r.Incomplete, out.Status.PCRError)
 	case out.TPMError != "":
 		// Already a reason (readOutcome).
 	default:

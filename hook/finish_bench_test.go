@@ -44,7 +44,8 @@ func BenchmarkFinish(b *testing.B) {
 				os.WriteFile(filepath.Join(dir, measure.BinaryListFile), list, 0o600)
 				WriteJSON(dir, RecordFile, Record{ID: "c1", Expect: exp})
 				WriteJSON(dir, OutcomeFile, Outcome{ContainerExited: true,
-					PCR10: map[string]string{"sha1": "00", "sha256": "00"}})
+					Status: measure.Status{PCR10: map[string]string{"sha1": "00",
+						"sha256": "00"}}})
 				os.WriteFile(filepath.Join(dir, PidFile), []byte("1 1\n"), 0o600)
 				os.Remove(p.Report("c1"))
 				b.StartTimer()

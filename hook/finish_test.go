@@ -90,8 +90,8 @@ func (rf *runFolder) replay() map[string]string {
 func (rf *runFolder) finish(t *testing.T, list []byte, pcr map[string]string) *report.Report {
 	t.Helper()
 	os.WriteFile(filepath.Join(rf.dir, measure.BinaryListFile), list, 0o600)
-	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2},
-		PCR10: pcr, ContainerExited: true}
+	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2,
+		PCR10: pcr}, ContainerExited: true}
 	if err := WriteJSON(rf.dir, OutcomeFile, out); err != nil {
 		t.Fatal(err)
 	}
@@ -236,8 +236,8 @@ func TestEarlyReport(t *testing.T) {
 		PCR10: want,
 	})
 	os.WriteFile(filepath.Join(rf.dir, measure.BinaryListFile), rf.list, 0o600)
-	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2},
-		PCR10: want}
+	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2,
+		PCR10: want}}
 	if _, err := WriteEarlyReport(rf.p, rf.dir, out); err == nil {
 		t.Fatal("early report written for a container still running")
 	}
@@ -276,8 +276,8 @@ func TestEarlyReport(t *testing.T) {
 func TestEarlyReportMissing(t *testing.T) {
 	rf := newRunFolder(t, report.Expectations{})
 	os.WriteFile(filepath.Join(rf.dir, measure.BinaryListFile), rf.list, 0o600)
-	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2},
-		PCR10: rf.replay(), ContainerExited: true, Report: rf.p.Report("c1")}
+	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2,
+		PCR10: rf.replay()}, ContainerExited: true, Report: rf.p.Report("c1")}
 	if err := WriteJSON(rf.dir, OutcomeFile, out); err != nil {
 		t.Fatal(err)
 	}

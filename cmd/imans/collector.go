@@ -145,8 +145,7 @@ func collectorMain(dir string) error {
 	// connection (the swtpm ends with that connection), or says why it
 	// could not; a backend that never held the TPM leaves that to the
 	// swtpm's exit, if it is gone.
-	out.PCR10, out.PCRError = status.PCR10, status.PCRError
-	if len(out.PCR10) == 0 && out.PCRError == "" && swtpm != nil {
+	if len(status.PCR10) == 0 && status.PCRError == "" && swtpm != nil {
 		if gone := swtpm.Exited(); gone != nil {
 			out.TPMError = gone.Error()
 		}
