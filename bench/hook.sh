@@ -4,7 +4,8 @@
 # container, the report at poststop) against plain runc. The runs are
 # taken in turn, N rounds; the medians and their ratios are printed, for
 # wall time and for the CPU time of runc and everything it waited for.
-# Usage: bench/hook.sh [N]   (root; builds bin/imans if missing; N=100)
+# Usage: bench/hook.sh [N]   (root; builds imans from this tree as make
+# build does; N=100)
 # With IMANS_TRACE=FILE, the hooks, the collector and this script append
 # "microseconds pid step" lines to FILE, to see where the time goes.
 set -eu
@@ -12,9 +13,7 @@ export CGO_ENABLED=0  # the static binary, as make build makes it
 
 n=${1:-100}
 top=$(cd "$(dirname "$0")/.." && pwd)
-imans=$top/bin/imans
 [ "$(id -u)" = 0 ] || { echo "bench/hook.sh: needs root" >&2; exit 1; }
-[ -x "$imans" ] || (cd "$top" && go build -o bin/imans ./cmd/imans)
 
 work=$(mktemp -d "$top/out.bench.XXXXXX" 2>/dev/null || mktemp -d)
 # The run folders go to a tmpfs, as /run is on a systemd host (on these
@@ -22,6 +21,8 @@ work=$(mktemp -d "$top/out.bench.XXXXXX" 2>/dev/null || mktemp -d)
 rundir=$(mktemp -d /run/imb.XXXXXX)
 mount -t tmpfs -o mode=0700 imans-bench "$rundir"
 trap 'umount -l "$rundir"; rm -rf "$work" "$rundir"' EXIT
+imans=$work/imans
+(cd "$top" && go build -tags urfave_cli_no_docs -o "$imans" ./cmd/imans)
 rootfs=$work/rootfs
 mkdir -p "$rootfs/bin" "$rootfs/proc" "$rootfs/dev"
 cp "$(command -v busybox)" "$rootfs/bin/busybox"
@@ -61,22 +62,33 @@ config "$work/plain" no
 config "$work/hooked" yes
 config "$work/enforced" enforce
 
-# The runs are timed in turn, round by round (bench/alternate): plain
-# runc, the hooks in audit mode (the default: the hook hands the
-# container's fanotify marks to the collector and returns), plain runc
-# again, and the hooks in enforce mode (the hook also waits for the
-# collector to say ready). Each hooked run follows a plain one: a hooked
-# run right after another hooked run was measured 4 to 9 ms slower, all of
-# it in runc before the createRuntime hook, even 300 ms later (docs/hook.md).
+# The runs are timed round by round in a shuffled order (bench/alternate),
+# each after an untimed plain run: a run that follows a hooked container
+# waits about 6 ms longer than one that follows a plain container (no more
+# CPU; docs/hook.md), and a plain run after a hooked one would make the
+# hooks look cheaper than they are. Arms: plain runc, the hooks in audit
+# mode (the default: the hook hands the container's fanotify marks to the
+# collector and returns), plain runc again (to see the noise: its ratio
+# should be 1), and the hooks in enforce mode (the hook also waits for
+# the collector to say ready).
 alternate=$work/alternate
 (cd "$top" && go build -o "$alternate" ./bench/alternate)
 echo "runc run of /bin/true, load $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores;" \
 	"goal: hooks/plain < 1.25"
-"$alternate" -n "$n" \
+"$alternate" -n "$n" -settle \
 	-- "plain runc" runc run --bundle "$work/plain" {} \
 	-- "hooks (audit)" runc run --bundle "$work/hooked" {} \
 	-- "plain runc, again" runc run --bundle "$work/plain" {} \
 	-- "hooks (enforce)" runc run --bundle "$work/enforced" {} </dev/null
+
+# What a hooked container leaves to the next one: two containers in a
+# row, the first plain or hooked, the second plain. The difference of
+# the two pairs is the hooks' cost above plus what the second run waits.
+echo
+echo "two runs in a row, the second plain ($((n / 2)) rounds)"
+"$alternate" -n $((n / 2)) \
+	-- "plain, then plain" sh -c "runc run --bundle '$work/plain' {}a && runc run --bundle '$work/plain' {}b" \
+	-- "hooks, then plain" sh -c "runc run --bundle '$work/hooked' {}a && runc run --bundle '$work/plain' {}b" </dev/null
 
 verdicts=$(cat "$work"/state/reports/*.json | grep -c '"verdict": "incomplete"' || true)
 echo "incomplete reports among the hooked runs: $verdicts (want 0)"

@@ -15,7 +15,7 @@ n=${1:-30}
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-go build -o "$work/imans" ./cmd/imans
+go build -tags urfave_cli_no_docs -o "$work/imans" ./cmd/imans
 
 chmod 755 "$work"
 mkdir -p "$work/b/rootfs/bin" "$work/b/rootfs/proc" "$work/b/rootfs/dev" "$work/b/rootfs/sys"

@@ -14,7 +14,7 @@ command -v evmctl >/dev/null ||
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-go build -o "$tmp/imans" ./cmd/imans
+go build -tags urfave_cli_no_docs -o "$tmp/imans" ./cmd/imans
 mkdir "$tmp/big" "$tmp/small"
 go run ./bench/genlist -n "$n" -violation-every 10000 -o "$tmp/big/list" -pcrs "$tmp/big"
 go run ./bench/genlist -n $((n / 100)) -violation-every 10000 -o "$tmp/small/list" \

@@ -1,11 +1,19 @@
 // Command alternate times commands against each other: it runs each of
-// them in turn, N rounds, and prints per command the median wall time, the
-// median CPU time of the command and every child it waited for (user and
-// system, from wait4), and both as ratios to the first command. Taking the
-// commands in turn, round by round, spreads the machine's other load over
-// all of them alike; the medians are what the bench scripts compare.
+// them once per round, N rounds, and prints per command the median wall
+// time and the median CPU time of the command and every child it waited
+// for (user and system, from wait4), both as ratios to the first command
+// with a 95% interval for the ratio.
 //
-//	alternate [-n N] [-warm W] -- NAME CMD ARGS... -- NAME CMD ARGS... ...
+//	alternate [-n N] [-warm W] [-settle] [-seed S] -- NAME CMD ARGS... -- NAME CMD ARGS... ...
+//
+// Taking the commands round by round spreads the machine's other load
+// over all of them alike. Within a round the order is shuffled: on these
+// machines a run's wall time depends on what ran just before it (a run
+// after a hooked container waits about 6 ms longer, with no more CPU),
+// and a fixed order would give each command the same predecessor every
+// time. With -settle, every timed run follows an untimed run of the first
+// command, so that all of them follow the same thing; what a command
+// leaves behind then falls on the untimed runs.
 //
 // In the arguments, {} becomes a word unique to the run (the round and
 // the command's index), for container ids. A command that fails stops the
@@ -17,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"slices"
@@ -36,7 +45,9 @@ type arm struct {
 
 func main() {
 	rounds := flag.Int("n", 100, "rounds: runs of each command")
-	warm := flag.Int("warm", 2, "untimed runs of each command first")
+	warm := flag.Int("warm", 2, "untimed rounds first")
+	settle := flag.Bool("settle", false, "run the first command, untimed, before every timed run")
+	seed := flag.Uint64("seed", 0, "seed of the shuffled order (0: from the clock)")
 	flag.Parse()
 
 	arms, err := parseArms(flag.Args())
@@ -44,30 +55,70 @@ func main() {
 		fmt.Fprintln(os.Stderr, "alternate:", err)
 		os.Exit(2)
 	}
+	if *seed == 0 {
+		*seed = uint64(time.Now().UnixNano())
+	}
+	rng := rand.New(rand.NewPCG(*seed, 0))
 	tag := strconv.Itoa(os.Getpid())
-	for i := -*warm; i < *rounds; i++ {
-		for k, a := range arms {
-			id := fmt.Sprintf("a%s-%d-%d", tag, k, i+*warm)
-			wall, cpu, err := runOnce(a.argv, id)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "alternate: %s: %v\n", a.name, err)
-				os.Exit(1)
+	run := func(a *arm, id string) (time.Duration, time.Duration) {
+		wall, cpu, err := runOnce(a.argv, id)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "alternate: %s: %v\n", a.name, err)
+			os.Exit(1)
+		}
+		return wall, cpu
+	}
+	order := make([]int, len(arms))
+	for i := range order {
+		order[i] = i
+	}
+	for r := -*warm; r < *rounds; r++ {
+		rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, k := range order {
+			id := fmt.Sprintf("a%s-%d-%d", tag, k, r+*warm)
+			if *settle {
+				run(arms[0], id+"s")
 			}
-			if i >= 0 {
-				a.wall = append(a.wall, wall)
-				a.cpu = append(a.cpu, cpu)
+			wall, cpu := run(arms[k], id)
+			if r >= 0 {
+				arms[k].wall = append(arms[k].wall, wall)
+				arms[k].cpu = append(arms[k].cpu, cpu)
 			}
 		}
 	}
 
-	base := arms[0]
-	fmt.Printf("%-28s %10s %7s %10s %7s\n", "command ("+strconv.Itoa(*rounds)+" runs)",
-		"wall", "ratio", "cpu", "ratio")
-	for _, a := range arms {
-		w, c := median(a.wall), median(a.cpu)
-		fmt.Printf("%-28s %8.2fms %7.3f %8.2fms %7.3f\n", a.name, ms(w),
-			float64(w)/float64(median(base.wall)), ms(c), float64(c)/float64(median(base.cpu)))
+	how := "shuffled"
+	if *settle {
+		how += ", each after an untimed " + strconv.Quote(arms[0].name)
 	}
+	fmt.Printf("%d rounds, order %s (seed %d); ratio [95%% interval]\n", *rounds, how, *seed)
+	fmt.Printf("%-24s %9s %21s %9s %21s\n", "command", "wall", "ratio", "cpu", "ratio")
+	base := arms[0]
+	for _, a := range arms {
+		fmt.Printf("%-24s %7.2fms %21s %7.2fms %21s\n",
+			a.name, ms(median(a.wall)), ratio(rng, a.wall, base.wall),
+			ms(median(a.cpu)), ratio(rng, a.cpu, base.cpu))
+	}
+}
+
+// ratio formats the ratio of the medians of a and b with a 95% interval
+// from a bootstrap: both samples resampled with replacement, 2000 times.
+func ratio(rng *rand.Rand, a, b []time.Duration) string {
+	const resamples = 2000
+	rs := make([]float64, resamples)
+	ra, rb := make([]time.Duration, len(a)), make([]time.Duration, len(b))
+	for i := range rs {
+		for j := range ra {
+			ra[j] = a[rng.IntN(len(a))]
+		}
+		for j := range rb {
+			rb[j] = b[rng.IntN(len(b))]
+		}
+		rs[i] = float64(median(ra)) / float64(median(rb))
+	}
+	slices.Sort(rs)
+	return fmt.Sprintf("%.3f [%.3f %.3f]", float64(median(a))/float64(median(b)),
+		rs[resamples*25/1000], rs[resamples*975/1000])
 }
 
 // parseArms splits "-- NAME CMD ARGS... -- NAME ..." into commands; the
@@ -121,6 +172,8 @@ func runOnce(argv []string, id string) (wall, cpu time.Duration, err error) {
 	return wall, cpu, nil
 }
 
+// median returns the middle of d (the mean of the two middle values for
+// an even count); d is left as it was.
 func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
