@@ -1,12 +1,14 @@
 #!/bin/sh
 # The hooks' cost on the harshest case: `runc run` of a busybox container
 # that runs /bin/true, with the imans hooks (fanotify backend, a swtpm per
-# container, the report at poststop) against plain runc. The runs are
-# taken in turn, N rounds; the medians and their ratios are printed, for
-# wall time and for the CPU time of runc and everything it waited for.
+# container, the report at poststop) against plain runc, and against
+# floors that show what any hook costs. The runs are taken round by round
+# in a shuffled order, N rounds; the medians, their ratios and a 95%
+# interval for each ratio are printed, for wall time and for the CPU time
+# of runc and everything it waited for.
 # Usage: bench/hook.sh [N]   (root; builds imans from this tree as make
 # build does; N=100)
-# With IMANS_TRACE=FILE, the hooks, the collector and this script append
+# With IMANS_TRACE=FILE, the hooks and the collector append
 # "microseconds pid step" lines to FILE, to see where the time goes.
 set -eu
 export CGO_ENABLED=0  # the static binary, as make build makes it
@@ -61,24 +63,45 @@ EOF
 config "$work/plain" no
 config "$work/hooked" yes
 config "$work/enforced" enforce
+# Three floors under the hooks' cost: the same two hook entries running
+# /bin/true (what a hook costs runc at all), a Go program that exits at
+# once (bench/nop: what any hook written in Go costs), and imans on a
+# container that does not ask for it (imans reads the state and exits:
+# the price of starting the imans binary).
+(cd "$top" && go build -o "$work/nop" ./bench/nop)
+mkdir -p "$work/true-hooks" "$work/nop-hooks" "$work/imans-off"
+sed "s#\"path\": \"$imans\"#\"path\": \"/bin/true\"#" \
+	"$work/hooked/config.json" >"$work/true-hooks/config.json"
+sed -e "s#\"path\": \"$imans\"#\"path\": \"$work/nop\"#" \
+	-e 's#"args": \["imans", "hook", "[a-z-]*"\]#"args": ["nop"]#' \
+	"$work/hooked/config.json" >"$work/nop-hooks/config.json"
+sed 's#"io.imans.enable": "true"#"io.imans.enable": "false"#' \
+	"$work/hooked/config.json" >"$work/imans-off/config.json"
+grep -q '"path": "/bin/true"' "$work/true-hooks/config.json"
+grep -q "\"path\": \"$work/nop\"" "$work/nop-hooks/config.json"
+! grep -q '"hook"' "$work/nop-hooks/config.json"
+grep -q '"io.imans.enable": "false"' "$work/imans-off/config.json"
 
 # The runs are timed round by round in a shuffled order (bench/alternate),
 # each after an untimed plain run: a run that follows a hooked container
 # waits about 6 ms longer than one that follows a plain container (no more
 # CPU; docs/hook.md), and a plain run after a hooked one would make the
-# hooks look cheaper than they are. Arms: plain runc, the hooks in audit
-# mode (the default: the hook hands the container's fanotify marks to the
-# collector and returns), plain runc again (to see the noise: its ratio
-# should be 1), and the hooks in enforce mode (the hook also waits for
-# the collector to say ready).
+# hooks look cheaper than they are. Arms: plain runc, plain runc again
+# (to see the noise: its ratio should be 1), the three floors above, the
+# hooks in audit mode (the default: the hook hands the container's
+# fanotify marks to the collector and returns), and in enforce mode (the
+# hook also waits for the collector to say ready).
 alternate=$work/alternate
 (cd "$top" && go build -o "$alternate" ./bench/alternate)
 echo "runc run of /bin/true, load $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores;" \
 	"goal: hooks/plain < 1.25"
 "$alternate" -n "$n" -settle \
 	-- "plain runc" runc run --bundle "$work/plain" {} \
-	-- "hooks (audit)" runc run --bundle "$work/hooked" {} \
 	-- "plain runc, again" runc run --bundle "$work/plain" {} \
+	-- "hooks: /bin/true" runc run --bundle "$work/true-hooks" {} \
+	-- "hooks: Go, exit at once" runc run --bundle "$work/nop-hooks" {} \
+	-- "hooks: imans, not asked" runc run --bundle "$work/imans-off" {} \
+	-- "hooks (audit)" runc run --bundle "$work/hooked" {} \
 	-- "hooks (enforce)" runc run --bundle "$work/enforced" {} </dev/null
 
 # What a hooked container leaves to the next one: two containers in a

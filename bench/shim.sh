@@ -2,12 +2,13 @@
 # The runtime wrapper's cost: `runc run` of a busybox container that runs
 # /bin/true (no imans annotation, so the wrapper reads config.json, finds
 # the runtime and execs it) through the imans-runtime binary against
-# plain runc, taken in turn run by run (bench/alternate), as the ratio of
-# medians: wall time, and CPU time of the runtime with every child it
-# waited for. Also measured, for comparison: the whole imans binary
-# started by the name imans-runtime (the same wrapper, inside the binary
-# that holds everything else too), and both wrappers alone with /bin/true
-# as their runtime.
+# plain runc, taken round by round in a shuffled order (bench/alternate),
+# as the ratio of medians with its 95% interval: wall time, and CPU time
+# of the runtime with every child it waited for. Also measured, for
+# comparison: the whole imans binary started by the name imans-runtime
+# (the same wrapper, inside the binary that holds everything else too),
+# a Go program that only execs runc (bench/nop: the floor of any wrapper
+# written in Go), and both wrappers alone with /bin/true as their runtime.
 # Needs root, runc and busybox-static. N runs of each (default 200).
 set -euo pipefail
 export CGO_ENABLED=0  # static, as make build makes them
@@ -23,6 +24,7 @@ mkdir -p "$work/bin" "$work/multi"
 "$GO" build -tags urfave_cli_no_docs -o "$work/bin/imans" ./cmd/imans
 "$GO" build -o "$work/bin/imans-runtime" ./cmd/imans-runtime
 "$GO" build -o "$work/alternate" ./bench/alternate
+"$GO" build -o "$work/bin/nop" ./bench/nop
 ln -s ../bin/imans "$work/multi/imans-runtime"
 
 bundle=$work/bundle
@@ -40,14 +42,16 @@ echo "runc run /bin/true (load $(cut -d' ' -f1 /proc/loadavg) on $(nproc) cores)
 "$work/alternate" -n "$N" \
 	-- "plain runc" runc run --bundle "$bundle" {} \
 	-- "imans-runtime" "$work/bin/imans-runtime" run --bundle "$bundle" {} \
-	-- "imans as imans-runtime" "$work/multi/imans-runtime" run --bundle "$bundle" {}
+	-- "imans as imans-runtime" "$work/multi/imans-runtime" run --bundle "$bundle" {} \
+	-- "Go, exec runc at once" "$work/bin/nop" runc run --bundle "$bundle" {}
 
 echo
 echo "the wrappers alone, their runtime /bin/true"
 IMANS_RUNTIME=/bin/true "$work/alternate" -n "$N" \
 	-- "/bin/true" /bin/true run --bundle "$bundle" {} \
 	-- "imans-runtime" "$work/bin/imans-runtime" run --bundle "$bundle" {} \
-	-- "imans as imans-runtime" "$work/multi/imans-runtime" run --bundle "$bundle" {}
+	-- "imans as imans-runtime" "$work/multi/imans-runtime" run --bundle "$bundle" {} \
+	-- "Go, exec at once" "$work/bin/nop" /bin/true run --bundle "$bundle" {}
 
 # A config.json without the annotation is never rewritten.
 cmp -s "$bundle/config.json" "$work/config.before" ||
