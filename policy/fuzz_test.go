@@ -1,7 +1,9 @@
 package policy
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -82,6 +84,8 @@ func FuzzSpecFromAnnotations(f *testing.F) {
 	f.Add("io.imans.expect.pcr10.sha1", emptySHA1, "io.imans.mode", "enforce")
 	f.Add("io.imans.policy", "measure func=FILE_CHECK\n", "io.imans.backend", "kernel")
 	f.Add("io.imans.x", "", "io.imans.policy", "@../x")
+	f.Add("io.imans.expect.digests", `{"/a": ["`+emptySHA1+`"], "/a": ["`+emptySHA1+`"]}`,
+		"io.imans.enable", "true")
 
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		ann := map[string]string{k1: v1, k2: v2}
@@ -101,6 +105,36 @@ func FuzzSpecFromAnnotations(f *testing.F) {
 		}
 		if !named {
 			t.Fatalf("error names no key: %v", err)
+		}
+	})
+}
+
+// FuzzDecodeDigestObject checks that the key-by-key decoder of a digests
+// object never panics and, when it accepts a text, reads what
+// encoding/json reads, with every path once.
+func FuzzDecodeDigestObject(f *testing.F) {
+	f.Add(`{"/a": ["sha1:` + emptySHA1 + `"], "/b": null}`)
+	f.Add(`{"/a": ["x"], "/a": ["y"]}`)
+	f.Add(`{"/a\u0000": [], "/b": ["1", 2]}`)
+	f.Add(`{"/\ud800": ["x"], "/\ufffd": ["y"]}`)
+	f.Add(`null`)
+	f.Add(`{}}`)
+
+	f.Fuzz(func(t *testing.T, text string) {
+		dec := json.NewDecoder(strings.NewReader(text))
+		d, err := decodeDigestObject(dec)
+		if err != nil || checkEnd(dec) != nil {
+			return
+		}
+		if len(d.paths) != len(d.lists) {
+			t.Fatalf("%d paths, %d in the map: a path twice", len(d.paths), len(d.lists))
+		}
+		var std map[string][]string
+		if err := json.Unmarshal([]byte(text), &std); err != nil {
+			t.Fatalf("accepted what encoding/json refuses: %v", err)
+		}
+		if !reflect.DeepEqual(std, d.lists) {
+			t.Fatalf("read %q, encoding/json reads %q", d.lists, std)
 		}
 	})
 }

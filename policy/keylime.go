@@ -3,9 +3,9 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
-	"sort"
 )
 
 // KeylimeVersion is the runtime policy format version this package reads
@@ -20,11 +20,11 @@ const BootAggregate = "boot_aggregate"
 // other members (keyrings, ima, ima-buf, verification-keys, release,
 // rules) are allowed and ignored.
 type keylimePolicy struct {
-	Meta *struct {
-		Version *int `json:"version"`
-	} `json:"meta"`
-	Digests  *map[string][]string `json:"digests"`
-	Excludes *[]string            `json:"excludes"`
+	// Version is meta.version; nil when meta or its version is absent.
+	Version *int
+	// Digests is nil when the member is absent or null.
+	Digests  *digestObject
+	Excludes []string
 }
 
 // ParseKeylime reads a Keylime runtime policy (JSON, meta.version 1): its
@@ -32,70 +32,113 @@ type keylimePolicy struct {
 // expressions. Digests are normalised to "algo:hex" (bare hex: the
 // algorithm follows from its length). Source is left empty.
 //
+// Member names match exactly, as in Keylime (encoding/json would also
+// take "Digests"). A member of the policy, of "meta" or a path of
+// "digests" given twice is refused; inside the members imans ignores,
+// repeats are left alone.
+//
 // The excludes are compiled with Go's regexp package (RE2): Python-only
 // syntax such as look-ahead is refused with the entry's index.
 func ParseKeylime(data []byte) (*Expectations, error) {
-	var kp keylimePolicy
 	dec := json.NewDecoder(bytes.NewReader(data))
-	if err := dec.Decode(&kp); err != nil {
+	kp, err := decodeKeylime(dec)
+	if err != nil {
 		return nil, fmt.Errorf("keylime runtime policy: %w", err)
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("keylime runtime policy: data after the JSON object")
+	if err := checkEnd(dec); err != nil {
+		return nil, fmt.Errorf("keylime runtime policy: %w", err)
 	}
 
-	if kp.Meta == nil || kp.Meta.Version == nil {
+	if kp.Version == nil {
 		return nil, fmt.Errorf("keylime runtime policy: no meta.version")
 	}
-	if *kp.Meta.Version != KeylimeVersion {
+	if *kp.Version != KeylimeVersion {
 		return nil, fmt.Errorf("keylime runtime policy: meta.version %d, want %d",
-			*kp.Meta.Version, KeylimeVersion)
+			*kp.Version, KeylimeVersion)
 	}
 	if kp.Digests == nil {
 		return nil, fmt.Errorf("keylime runtime policy: no \"digests\" member")
 	}
 
-	digests, err := normalizeDigests(*kp.Digests)
+	digests, err := normalizeDigests(kp.Digests)
 	if err != nil {
 		return nil, fmt.Errorf("keylime runtime policy: %w", err)
 	}
 	e := &Expectations{Digests: digests}
 	if kp.Excludes != nil {
-		if err := checkExcludes(*kp.Excludes); err != nil {
+		if err := checkExcludes(kp.Excludes); err != nil {
 			return nil, fmt.Errorf("keylime runtime policy: %w", err)
 		}
-		e.Excludes = *kp.Excludes
+		e.Excludes = kp.Excludes
 	}
 	return e, nil
 }
 
-// normalizeDigests checks every path and digest of a digests map.
-func normalizeDigests(in map[string][]string) (map[string][]string, error) {
-	paths := make([]string, 0, len(in))
-	for p := range in {
-		paths = append(paths, p)
+// decodeKeylime walks the policy's top-level object. A null meta or
+// digests counts as absent, as it did with encoding/json.
+func decodeKeylime(dec *json.Decoder) (*keylimePolicy, error) {
+	var kp keylimePolicy
+	err := decodeObject(dec, "member", nil, func(key string) error {
+		var err error
+		switch key {
+		case "meta":
+			err = decodeObject(dec, "member", nil, func(key string) error {
+				if key != "version" {
+					return skipValue(dec)
+				}
+				return dec.Decode(&kp.Version)
+			})
+		case "digests":
+			kp.Digests, err = decodeDigestObject(dec)
+		case "excludes":
+			err = dec.Decode(&kp.Excludes)
+		default:
+			err = skipValue(dec)
+		}
+		if errors.Is(err, errNull) {
+			err = nil
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		return nil
+	})
+	if errors.Is(err, errNull) {
+		return nil, errors.New("want a JSON object, have null")
 	}
-	sort.Strings(paths)
+	if err != nil {
+		return nil, err
+	}
+	return &kp, nil
+}
 
-	out := make(map[string][]string, len(in))
-	for _, p := range paths {
+// skipValue reads past one JSON value of a member imans does not use.
+func skipValue(dec *json.Decoder) error {
+	var skip json.RawMessage
+	return dec.Decode(&skip)
+}
+
+// normalizeDigests checks every path and digest of a digests object, in
+// the order of the text, and returns its map with each digest normalised
+// (in place: the lists are the object's own).
+func normalizeDigests(in *digestObject) (map[string][]string, error) {
+	for _, p := range in.paths {
 		if (p == "" || p[0] != '/') && p != BootAggregate {
 			return nil, fmt.Errorf("digests: path %q is not absolute", ShortWord(p))
 		}
-		if len(in[p]) == 0 {
+		list := in.lists[p]
+		if len(list) == 0 {
 			return nil, fmt.Errorf("digests: path %q has no digest", ShortWord(p))
 		}
-		list := make([]string, 0, len(in[p]))
-		for i, d := range in[p] {
+		for i, d := range list {
 			n, err := NormalizeDigest(d)
 			if err != nil {
 				return nil, fmt.Errorf("digests: %q[%d]: %w", ShortWord(p), i, err)
 			}
-			list = append(list, n)
+			list[i] = n
 		}
-		out[p] = list
 	}
-	return out, nil
+	return in.lists, nil
 }
 
 // checkExcludes compiles every exclude expression.

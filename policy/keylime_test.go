@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -31,7 +32,7 @@ func TestParseKeylimeBad(t *testing.T) {
 		"version2.json":     "meta.version 2, want 1",
 		"short-digest.json": `"/bin/sh"[0]`,
 		"lookahead.json":    "excludes[0]: error parsing regexp: invalid or unsupported Perl syntax",
-		"digests-list.json": "cannot unmarshal array",
+		"digests-list.json": "digests: want a JSON object, have a list",
 		"no-digests.json":   `no "digests" member`,
 		"relative.json":     `path "bin/sh" is not absolute`,
 		"allowlist.txt":     "invalid character",
@@ -112,5 +113,55 @@ func TestKeylimeErrorsShortenValues(t *testing.T) {
 		if err == nil || len(err.Error()) > 400 {
 			t.Errorf("error of %d bytes: %.100v", len(fmt.Sprint(err)), err)
 		}
+	}
+}
+
+// encoding/json keeps the last of two equal keys: a policy giving a path,
+// or a member imans reads, twice must be refused rather than read as its
+// last copy.
+func TestParseKeylimeDuplicateKeys(t *testing.T) {
+	const (
+		meta  = `{"meta":{"version":1},`
+		first = `"/app/demo.sh":["` + emptySHA1 + `"]`
+		other = `"/app/demo.sh":["` + emptySHA256 + `"]`
+	)
+	tests := []struct {
+		name, data, want string
+	}{
+		{"path", meta + `"digests":{` + first + `,` + other + `}}`,
+			`keylime runtime policy: digests: path "/app/demo.sh" is given twice ` +
+				`(the second ends at offset 107)`},
+		{"digests member", meta + `"digests":{` + first + `},"digests":{` + other + `}}`,
+			`keylime runtime policy: member "digests" is given twice ` +
+				`(the second ends at offset 103)`},
+		{"meta.version", `{"meta":{"version":1,"version":2},"digests":{}}`,
+			`keylime runtime policy: meta: member "version" is given twice ` +
+				`(the second ends at offset 30)`},
+		{"meta", `{"meta":{"version":2},"meta":{"version":1},"digests":{}}`,
+			`keylime runtime policy: member "meta" is given twice ` +
+				`(the second ends at offset 28)`},
+	}
+	for _, tc := range tests {
+		_, err := ParseKeylime([]byte(tc.data))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("%s: %v, want %q", tc.name, err, tc.want)
+		}
+		var dup *DuplicateKeyError
+		if !errors.As(err, &dup) {
+			t.Errorf("%s: %v is no DuplicateKeyError", tc.name, err)
+		}
+	}
+
+	// Repeats inside a member imans does not read are Keylime's business.
+	e, err := ParseKeylime([]byte(meta + `"ima":{"log_hash_alg":"sha1","log_hash_alg":"x"},` +
+		`"digests":{` + first + `}}`))
+	if err != nil || e.Digests["/app/demo.sh"][0] != "sha1:"+emptySHA1 {
+		t.Errorf("repeat inside an ignored member: %+v, %v", e, err)
+	}
+
+	// Member names match exactly, as in Keylime: "Digests" is not "digests".
+	_, err = ParseKeylime([]byte(meta + `"Digests":{` + first + `}}`))
+	if err == nil || err.Error() != `keylime runtime policy: no "digests" member` {
+		t.Errorf("member Digests: %v, want no \"digests\" member", err)
 	}
 }

@@ -279,16 +279,17 @@ func (s *Spec) setDigests(val, configDir string) error {
 		return nil
 	}
 
-	var raw map[string][]string
 	dec := json.NewDecoder(strings.NewReader(val))
-	if err := dec.Decode(&raw); err != nil {
+	raw, err := decodeDigestObject(dec)
+	var dup *DuplicateKeyError
+	if errors.As(err, &dup) {
+		return fmt.Errorf("%w: give each path once, with all its digests in one list", err)
+	}
+	if err != nil {
 		return fmt.Errorf("want a JSON object of path to digest list: %w", err)
 	}
-	if dec.More() {
-		return errors.New("data after the JSON object")
-	}
-	if raw == nil {
-		return errors.New("want a JSON object of path to digest list, have null")
+	if err := checkEnd(dec); err != nil {
+		return err
 	}
 	d, err := normalizeDigests(raw)
 	if err != nil {

@@ -159,8 +159,18 @@ func TestBadAnnotations(t *testing.T) {
 		{AnnotationExpectDigests, `{bad json`, "JSON"},
 		{AnnotationExpectDigests, `null`, "have null"},
 		{AnnotationExpectDigests, `{} {}`, "data after the JSON object"},
+		// a stray closing bracket, which json.Decoder.More takes for the end
+		{AnnotationExpectDigests, `{"/bin/sh": ["` + emptySHA1 + `"]}}`,
+			"data after the JSON object, at offset 57"},
+		{AnnotationExpectDigests, "{}]\n", "data after the JSON object, at offset 2"},
 		{AnnotationExpectDigests, `{"bin/sh": ["` + emptySHA1 + `"]}`, "not absolute"},
 		{AnnotationExpectDigests, `{"/bin/sh": []}`, "has no digest"},
+		{AnnotationExpectDigests, `{"/bin/sh": null}`, "has no digest"},
+		{AnnotationExpectDigests, `{"/bin/sh": "` + emptySHA1 + `"}`,
+			`path "/bin/sh": want a list of digest strings, found a JSON string`},
+		{AnnotationExpectDigests, `{"/bin/sh": ["` + emptySHA1 + `", 1]}`,
+			`path "/bin/sh": want a list of digest strings, found a JSON number`},
+		{AnnotationExpectDigests, `["/bin/sh"]`, "want a JSON object, have a list"},
 		{AnnotationExpectDigests, `{"boot_aggregatex": ["` + emptySHA1 + `"]}`, "not absolute"},
 		{AnnotationExpectDigests, "{" + strings.Repeat(" ", MaxDigestsSize) + "}",
 			"over the limit"},
@@ -255,5 +265,34 @@ func TestSpecFromAnnotationsFIFO(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("SpecFromAnnotations blocks on a FIFO")
+	}
+}
+
+// encoding/json keeps the last of two equal keys: an annotation giving a
+// path twice would be checked against the second list only, which a
+// reader of the annotation, who sees the first, easily overlooks.
+func TestDigestsDuplicatePath(t *testing.T) {
+	val := `{"/app/demo.sh":["sha256:` + strings.Repeat("0", 64) + `"],` +
+		`"/app/demo.sh":["sha256:` + emptySHA256 + `"]}`
+	_, err := SpecFromAnnotations(map[string]string{AnnotationExpectDigests: val}, "")
+	want := `annotation io.imans.expect.digests: path "/app/demo.sh" is given twice ` +
+		`(the second ends at offset 106): give each path once, with all its digests in one list`
+	if err == nil || err.Error() != want {
+		t.Errorf("path given twice: %v, want %q", err, want)
+	}
+
+	// The same path with both digests in one list is what was meant.
+	val = `{"/app/demo.sh":["sha256:` + strings.Repeat("0", 64) + `","sha256:` +
+		emptySHA256 + `"]}`
+	s, err := SpecFromAnnotations(map[string]string{AnnotationExpectDigests: val}, "")
+	if err != nil || len(s.Expect.Digests["/app/demo.sh"]) != 2 {
+		t.Errorf("one list of two digests: %+v, %v", s, err)
+	}
+
+	// A name that differs only in how JSON escapes it is the same path.
+	val = `{"/app/demo.sh":["` + emptySHA1 + `"],"/app/demo\u002esh":["` + emptySHA1 + `"]}`
+	_, err = SpecFromAnnotations(map[string]string{AnnotationExpectDigests: val}, "")
+	if err == nil || !strings.Contains(err.Error(), `path "/app/demo.sh" is given twice`) {
+		t.Errorf("path given twice, once escaped: %v", err)
 	}
 }
