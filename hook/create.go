@@ -47,11 +47,18 @@ type CreateConfig struct {
 // NewRecord returns the record of a container's start.
 func NewRecord(p Paths, st *specs.State, rootfs string, c CreateConfig) *Record {
 	sum := sha256.Sum256([]byte(c.PolicyText))
+	var pidStart uint64
+	if st.Pid > 0 {
+		// Zero when it cannot be read: poststop then cannot tell
+		// whether the init still runs, and assumes it does not.
+		pidStart, _ = startTime(st.Pid)
+	}
 	return &Record{
 		ID:           st.ID,
 		Bundle:       st.Bundle,
 		Rootfs:       rootfs,
 		Pid:          st.Pid,
+		PidStart:     pidStart,
 		Mode:         c.Mode,
 		Backend:      string(c.Backend),
 		Kernel:       KernelRelease(),
@@ -62,22 +69,80 @@ func NewRecord(p Paths, st *specs.State, rootfs string, c CreateConfig) *Record 
 }
 
 // PrepareRunDir makes a fresh run folder (0700) for a container. A folder
-// left for the same id by a run whose poststop never came is ended first:
-// its collector and TPM are stopped and it is removed.
-func PrepareRunDir(p Paths, id string) (string, error) {
+// left for the same id by an earlier run is ended first: its collector and
+// TPM are stopped and it is removed. A report that run's poststop kept in
+// the folder (its reports folder could not be written) is moved to the
+// reports folder first; the new run's report replaces it there at this
+// run's poststop. What became of such a report is returned for the log;
+// nil when there was none.
+func PrepareRunDir(p Paths, id string) (string, *Salvaged, error) {
 	if err := os.MkdirAll(p.RunDir, 0o700); err != nil {
-		return "", fmt.Errorf("run folder: %w", err)
+		return "", nil, fmt.Errorf("run folder: %w", err)
 	}
 	dir := p.Run(id)
+	var salvaged *Salvaged
 	if fi, err := os.Lstat(dir); err == nil {
+		if fi.IsDir() {
+			salvaged = salvageKeptReport(p, dir)
+		}
 		if err := removeStale(dir, fi); err != nil {
-			return "", fmt.Errorf("run folder: previous run of %s: %w", id, err)
+			return "", salvaged, fmt.Errorf("run folder: previous run of %s: %w", id, err)
 		}
 	}
 	if err := os.Mkdir(dir, 0o700); err != nil {
-		return "", fmt.Errorf("run folder: %w", err)
+		return "", salvaged, fmt.Errorf("run folder: %w", err)
 	}
-	return dir, nil
+	return dir, salvaged, nil
+}
+
+// Salvaged says what became of a report kept in a run folder (KeptReportFile)
+// when the folder was about to be removed.
+type Salvaged struct {
+	// Folder is the run folder's name.
+	Folder string
+	// ID and Verdict are the kept report's, when it could be read.
+	ID      string
+	Verdict report.Verdict
+	// Path is where the report is now; empty when it could not be moved,
+	// and Err says why.
+	Path string
+	Err  error
+}
+
+// salvageKeptReport moves the report kept in run folder dir, if any, to the
+// reports folder, with copies of the lists it names, as poststop would have
+// written it. Nil when the folder keeps no report.
+func salvageKeptReport(p Paths, dir string) *Salvaged {
+	kept := filepath.Join(dir, KeptReportFile)
+	if _, err := os.Lstat(kept); err != nil {
+		return nil
+	}
+	s := &Salvaged{Folder: filepath.Base(dir)}
+	r, err := report.Read(kept)
+	if err != nil {
+		s.Err = err
+		return s
+	}
+	s.ID, s.Verdict = r.Info.ContainerID, r.Verdict
+	if FileName(r.Info.ContainerID) != s.Folder {
+		s.Err = fmt.Errorf("%s: names container %q, whose run folder is not %s",
+			kept, r.Info.ContainerID, s.Folder)
+		return s
+	}
+	lists := startCopyLists(r, p, dir, r.Info.ContainerID)
+	path := p.Report(r.Info.ContainerID)
+	if err := r.WriteWhen(path, lists); err != nil {
+		lists()
+		s.Err = err
+		return s
+	}
+	if err := lists(); err != nil {
+		// The report is in place but names a list in the run folder,
+		// which is about to go: say so rather than point at nothing.
+		s.Err = fmt.Errorf("report moved to %s, but %w", path, err)
+	}
+	s.Path = path
+	return s
 }
 
 // removeStale removes what is at a run folder's path: a folder with
@@ -196,7 +261,7 @@ func Abandon(dir string, rec *Record, why error) error {
 	// The TPM goes too: nothing will read it, and `crun run`, a
 	// subreaper, would wait for its swtpm before poststop.
 	RemoveTPM(dir)
-	rec.Incomplete = append(rec.Incomplete, "measurement did not start: "+why.Error())
+	rec.Incomplete = append(rec.Incomplete, "measurement did not start: "+oneLine(why))
 	return WriteJSON(dir, RecordFile, rec)
 }
 
@@ -212,19 +277,27 @@ func Refuse(dir string, rec *Record, why error) error {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return fmt.Errorf("run folder: %w", err)
 	}
-	rec.Incomplete = append(rec.Incomplete, "refused by createRuntime (enforce): "+why.Error())
+	rec.Incomplete = append(rec.Incomplete, "refused by createRuntime (enforce): "+oneLine(why))
 	return WriteJSON(dir, RecordFile, rec)
 }
 
+// oneLine is err's text on one line: the reasons errors.Join puts on lines
+// of their own (every annotation at fault, say) joined by "; ", as a
+// report's reason and the hook's stderr line keep them.
+func oneLine(err error) string {
+	return strings.ReplaceAll(err.Error(), "\n", "; ")
+}
+
 // CleanStale removes run folders of containers that are gone: no live
-// collector, and untouched for a while. It returns the ids removed.
+// collector, and untouched for a while. It returns the names of the folders
+// removed, and what became of the reports some of them kept (moved to the
+// reports folder; a folder whose report could not be moved is left whole).
 // Folders it cannot remove are left for the next time.
-func CleanStale(p Paths) []string {
+func CleanStale(p Paths) (removed []string, salvaged []Salvaged) {
 	entries, err := os.ReadDir(p.RunDir)
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	var removed []string
 	for _, e := range entries {
 		name := e.Name()
 		if !isFileName(name) || strings.HasPrefix(name, KernelProbePrefix) {
@@ -242,17 +315,23 @@ func CleanStale(p Paths) []string {
 			}
 			continue
 		}
-		if pr, err := readPidFile(dir); err == nil && pr.alive() {
+		if pr, err := readPidFile(dir); err == nil && pr.alive() && collectorOf(pr.pid, dir) {
 			continue
 		}
 		if pid := containerPid(dir); pid != nil && pid.alive() {
 			continue
 		}
+		if s := salvageKeptReport(p, dir); s != nil {
+			salvaged = append(salvaged, *s)
+			if s.Path == "" {
+				continue
+			}
+		}
 		if removeRunDir(dir) == nil {
 			removed = append(removed, e.Name())
 		}
 	}
-	return removed
+	return removed, salvaged
 }
 
 // containerPid returns the container's init recorded in a run folder if a

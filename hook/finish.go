@@ -72,7 +72,7 @@ type Finished struct {
 // (or ErrAlreadyReported).
 //
 // When the reports folder cannot be written, the report goes to the run
-// folder (report.json), which is kept, and the error says so.
+// folder (KeptReportFile), which is kept, and the error says so.
 func Finish(p Paths, st *specs.State) (*Finished, error) {
 	dir := p.Run(st.ID)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -95,6 +95,13 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		res.Stop, _ = StopCollector(dir, StopTimeout)
 		r.Info.Stopped = time.Now().UTC()
 	} else {
+		if rec.initRunning() {
+			// Runtimes run poststop once the container has stopped;
+			// a poststop before that ends the measurement early.
+			r.Incomplete = append(r.Incomplete, fmt.Sprintf("the container's init "+
+				"(pid %d) was still running at poststop: what it does after the stop "+
+				"is not measured", rec.Pid))
+		}
 		res.Stop = stopCollector(r, dir)
 		if early := readEarlyReport(r, dir, res.Path, st.ID); early != nil {
 			res.Report = early
@@ -120,7 +127,7 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 		// is kept with the report in it.
 		lists()
 		res.Kept = true
-		res.Path = filepath.Join(dir, "report.json")
+		res.Path = filepath.Join(dir, KeptReportFile)
 		if err := r.Write(res.Path); err != nil {
 			werr = fmt.Errorf("%w; and in the run folder: %w", werr, err)
 			res.Path = ""

@@ -6,12 +6,14 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -195,13 +197,15 @@ func containsSub(list []string, s string) bool {
 func TestFinishAfterRefusal(t *testing.T) {
 	p := Paths{RunDir: t.TempDir(), StateDir: t.TempDir()}
 	st := &specs.State{ID: "refused", Bundle: "/b", Pid: 1234}
-	dir, err := PrepareRunDir(p, st.ID)
+	dir, _, err := PrepareRunDir(p, st.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(dir, SpecFile), []byte("{}"), 0o600)
 	rec := NewRecord(p, st, "/b/rootfs", CreateConfig{Mode: "enforce"})
-	why := errors.New("backend kernel: no ima namespaces")
+	// Two reasons joined, as the annotation checks join theirs: one line.
+	why := errors.Join(errors.New("backend kernel: no ima namespaces"),
+		errors.New("annotation io.imans.policy: line 2: unknown action"))
 	if err := Refuse(dir, rec, why); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +218,8 @@ func TestFinishAfterRefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := res.Report
-	want := "refused by createRuntime (enforce): backend kernel: no ima namespaces"
+	want := "refused by createRuntime (enforce): backend kernel: no ima namespaces; " +
+		"annotation io.imans.policy: line 2: unknown action"
 	if r.Verdict != report.Incomplete || len(r.Incomplete) != 1 || r.Incomplete[0] != want {
 		t.Errorf("report after refusal: %s %q, want incomplete %q", r.Verdict,
 			r.Incomplete, want)
@@ -288,5 +293,138 @@ func TestEarlyReportMissing(t *testing.T) {
 	r, err := report.Read(rf.p.Report("c1"))
 	if err != nil || r.Verdict != res.Report.Verdict || r.TPM.Entries != 2 || !r.TPM.ListMatches {
 		t.Fatalf("report written by poststop %+v: %v", r, err)
+	}
+}
+
+// keptReport has poststop keep a passing report in the run folder (a plain
+// file where the reports folder belongs makes it unwritable, even to root)
+// and returns the run folder, with the reports folder writable again.
+func keptReport(t *testing.T) *runFolder {
+	t.Helper()
+	rf := newRunFolder(t, report.Expectations{
+		Digests: map[string][]string{
+			"/app/demo.sh": {digest("echo hi\n")},
+			"/etc/passwd":  {digest("root:x:0:0::/:/bin/sh\n")},
+		},
+	})
+	blocker := rf.p.Reports()
+	if err := os.WriteFile(blocker, []byte("not a folder"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(rf.dir, measure.BinaryListFile), rf.list, 0o600)
+	out := Outcome{Status: measure.Status{Backend: measure.Fanotify, Entries: 2,
+		PCR10: rf.replay()}, ContainerExited: true}
+	if err := WriteJSON(rf.dir, OutcomeFile, out); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Finish(rf.p, &specs.State{ID: "c1", Bundle: "/b"})
+	if err == nil || !res.Kept || res.Path != filepath.Join(rf.dir, KeptReportFile) {
+		t.Fatalf("finish with the reports folder blocked: %+v, %v", res, err)
+	}
+	if res.Report.Verdict != report.Pass {
+		t.Fatalf("kept report: %s %q", res.Report.Verdict, res.Report.Incomplete)
+	}
+	return rf
+}
+
+// The next run of the same id moves the kept report to the reports folder,
+// with its list, before its run folder is made anew.
+func TestPrepareRunDirSalvagesKeptReport(t *testing.T) {
+	rf := keptReport(t)
+	os.Remove(rf.p.Reports())
+
+	dir, s, err := PrepareRunDir(rf.p, "c1")
+	if err != nil || dir != rf.dir {
+		t.Fatalf("prepare: %q %v", dir, err)
+	}
+	if s == nil || s.Err != nil || s.Path != rf.p.Report("c1") || s.ID != "c1" ||
+		s.Verdict != report.Pass {
+		t.Fatalf("salvaged %+v, want the pass report moved to %s", s, rf.p.Report("c1"))
+	}
+	r, err := report.Read(s.Path)
+	if err != nil || r.Verdict != report.Pass || r.Info.BinaryLog != rf.p.ReportList("c1") {
+		t.Fatalf("moved report: %+v %v", r, err)
+	}
+	if data, err := os.ReadFile(r.Info.BinaryLog); err != nil || string(data) != string(rf.list) {
+		t.Errorf("moved list %s: %v", r.Info.BinaryLog, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dir, KeptReportFile)); err == nil {
+		t.Error("the new run folder holds the old report")
+	}
+}
+
+// The stale cleanup never removes a run folder whose kept report it could
+// not move; it moves it once it can.
+func TestCleanStaleKeepsUnmovedReport(t *testing.T) {
+	rf := keptReport(t)
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(rf.dir, past, past)
+
+	removed, salvaged := CleanStale(rf.p)
+	if len(removed) != 0 || len(salvaged) != 1 || salvaged[0].Path != "" ||
+		salvaged[0].Err == nil || salvaged[0].Verdict != report.Pass {
+		t.Fatalf("reports folder blocked: removed %v, salvaged %+v", removed, salvaged)
+	}
+	if _, err := os.Stat(filepath.Join(rf.dir, KeptReportFile)); err != nil {
+		t.Fatalf("the kept report went: %v", err)
+	}
+
+	os.Remove(rf.p.Reports())
+	removed, salvaged = CleanStale(rf.p)
+	if len(removed) != 1 || len(salvaged) != 1 || salvaged[0].Path != rf.p.Report("c1") {
+		t.Fatalf("reports folder writable: removed %v, salvaged %+v", removed, salvaged)
+	}
+	if r, err := report.Read(rf.p.Report("c1")); err != nil || r.Verdict != report.Pass {
+		t.Errorf("moved report: %v", err)
+	}
+	if _, err := os.Stat(rf.dir); !os.IsNotExist(err) {
+		t.Errorf("run folder left: %v", err)
+	}
+}
+
+// A poststop that comes while the container's init still runs ends the
+// measurement early: never a pass, whatever the list holds so far.
+func TestFinishInitStillRunning(t *testing.T) {
+	want := digestsOf()
+	rf := newRunFolder(t, report.Expectations{Digests: want})
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Wait()
+	defer sleeper.Process.Kill()
+	rec := NewRecord(rf.p, &specs.State{ID: "c1", Bundle: "/b", Pid: sleeper.Process.Pid},
+		"/b/rootfs", CreateConfig{Mode: "audit", Backend: measure.Fanotify,
+			Expect: report.Expectations{Digests: want}})
+	if rec.PidStart == 0 {
+		t.Fatalf("no start time recorded for pid %d", rec.Pid)
+	}
+	if err := WriteJSON(rf.dir, RecordFile, rec); err != nil {
+		t.Fatal(err)
+	}
+	r := rf.finish(t, rf.list, rf.replay())
+	reason := fmt.Sprintf("init (pid %d) was still running at poststop", rec.Pid)
+	if r.Verdict != report.Incomplete || !containsSub(r.Incomplete, reason) {
+		t.Errorf("init running: %s %q, want incomplete with %q", r.Verdict, r.Incomplete, reason)
+	}
+
+	// The same record once the init has ended (a reused pid would not
+	// match its start time either): the run passes.
+	sleeper.Process.Kill()
+	sleeper.Wait()
+	rf2 := newRunFolder(t, report.Expectations{Digests: want})
+	if err := WriteJSON(rf2.dir, RecordFile, rec); err != nil {
+		t.Fatal(err)
+	}
+	if r := rf2.finish(t, rf2.list, rf2.replay()); r.Verdict != report.Pass {
+		t.Errorf("init ended: %s %q, want pass", r.Verdict, r.Incomplete)
+	}
+}
+
+// digestsOf returns the expected digests of newRunFolder's files.
+func digestsOf() map[string][]string {
+	return map[string][]string{
+		"/app/demo.sh": {digest("echo hi\n")},
+		"/etc/passwd":  {digest("root:x:0:0::/:/bin/sh\n")},
 	}
 }

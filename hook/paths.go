@@ -32,6 +32,9 @@ const (
 	PidFile      = "collector.pid"
 	OutcomeFile  = "collector.json"
 	CollectorLog = "collector.log"
+	// KeptReportFile is where poststop writes the report when the
+	// reports folder cannot be written; the run folder is then kept.
+	KeptReportFile = "report.json"
 	// TPMErrorFile holds why the container's TPM could not be launched.
 	TPMErrorFile  = "tpm-error"
 	reportsFolder = "reports"

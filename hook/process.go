@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -455,6 +456,17 @@ func readPidFile(dir string) (proc, error) {
 	return p, nil
 }
 
+// collectorOf reports whether pid runs the collector of run folder dir: its
+// command line ends with the arguments LaunchCollector gives it.
+func collectorOf(pid int, dir string) bool {
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")
+	return len(args) >= 4 && slices.Equal(args[len(args)-3:], []string{"collector", "--dir", dir})
+}
+
 // startTime reads a process's start time (clock ticks after boot) from
 // /proc/PID/stat.
 func startTime(pid int) (uint64, error) {
@@ -511,7 +523,9 @@ func StopCollector(dir string, timeout time.Duration) (StopResult, error) {
 		return StopResult{}, fmt.Errorf("stop collector: %w", err)
 	}
 	res := StopResult{Pid: p.pid}
-	if !p.alive() {
+	if !p.alive() || !collectorOf(p.pid, dir) {
+		// A pid file naming any other process, even one started at
+		// the recorded time, is not obeyed: that process is left alone.
 		return res, nil
 	}
 	res.WasRunning = true

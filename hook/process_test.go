@@ -2,6 +2,7 @@ package hook
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -166,9 +167,9 @@ func TestStaleRunFolder(t *testing.T) {
 	past := time.Now().Add(-time.Hour)
 	os.Chtimes(old, past, past)
 
-	removed := CleanStale(p)
-	if len(removed) != 1 || removed[0] != "gone" {
-		t.Errorf("removed %v, want [gone]", removed)
+	removed, salvaged := CleanStale(p)
+	if len(removed) != 1 || removed[0] != "gone" || len(salvaged) != 0 {
+		t.Errorf("removed %v, salvaged %v, want [gone] and none", removed, salvaged)
 	}
 	if _, err := os.Stat(fresh); err != nil {
 		t.Errorf("a fresh folder was removed: %v", err)
@@ -225,9 +226,9 @@ func TestRunDirNotAFolder(t *testing.T) {
 	os.WriteFile(p.Run("plain"), []byte("stale"), 0o600)
 	os.Symlink(target, p.Run("link"))
 	for _, id := range []string{"plain", "link"} {
-		dir, err := PrepareRunDir(p, id)
-		if err != nil {
-			t.Fatalf("%s: %v", id, err)
+		dir, salvaged, err := PrepareRunDir(p, id)
+		if err != nil || salvaged != nil {
+			t.Fatalf("%s: %v, salvaged %+v", id, err, salvaged)
 		}
 		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
 			t.Errorf("%s: %v %v, want a folder", id, fi, err)
@@ -247,7 +248,7 @@ func TestRunDirNotAFolder(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	removed := CleanStale(p)
+	removed, _ := CleanStale(p)
 	sort.Strings(removed)
 	if strings.Join(removed, " ") != "link2 plain2" {
 		t.Errorf("removed %v, want [link2 plain2]", removed)
@@ -260,5 +261,27 @@ func TestRunDirNotAFolder(t *testing.T) {
 	}
 	if _, err := os.Stat(probe); err != nil {
 		t.Errorf("the kernel probe's answer was removed: %v", err)
+	}
+}
+
+// A pid file that names some other process, with its true start time, is
+// not obeyed: the process is not signalled and the stop finds no collector.
+func TestStopCollectorLeavesOtherProcesses(t *testing.T) {
+	dir := t.TempDir()
+	other := exec.Command("sleep", "30")
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Wait()
+	defer other.Process.Kill()
+	if err := writePidFile(dir, other.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	res, err := StopCollector(dir, time.Second)
+	if err != nil || res.WasRunning || res.Killed || res.Pid != other.Process.Pid {
+		t.Errorf("stop: %+v, %v; want the pid named, not running, not killed", res, err)
+	}
+	if p, _ := readPidFile(dir); !p.alive() {
+		t.Error("the process named by the forged pid file was signalled")
 	}
 }

@@ -13,14 +13,17 @@ import (
 // Record is what createRuntime leaves in the run folder for poststop: the
 // facts of the container's start that poststop cannot learn later.
 type Record struct {
-	ID      string    `json:"id"`
-	Bundle  string    `json:"bundle"`
-	Rootfs  string    `json:"rootfs"`
-	Pid     int       `json:"pid"`
-	Mode    string    `json:"mode"`
-	Backend string    `json:"backend"`
-	Kernel  string    `json:"kernel"`
-	Started time.Time `json:"started"`
+	ID     string `json:"id"`
+	Bundle string `json:"bundle"`
+	Rootfs string `json:"rootfs"`
+	Pid    int    `json:"pid"`
+	// PidStart is the start time of the container's init (clock ticks
+	// after boot), so that poststop can tell it from a reused pid.
+	PidStart uint64    `json:"pid_start,omitempty"`
+	Mode     string    `json:"mode"`
+	Backend  string    `json:"backend"`
+	Kernel   string    `json:"kernel"`
+	Started  time.Time `json:"started"`
 	// PolicySHA256 is the sha256 of the container's policy text, hex.
 	PolicySHA256 string `json:"policy_sha256"`
 	// Expect are the expectations poststop checks the run against.
@@ -51,4 +54,14 @@ func ReadJSON(dir, name string, v any) error {
 		return fmt.Errorf("decode %s: %w", filepath.Join(dir, name), err)
 	}
 	return nil
+}
+
+// initRunning reports whether the container's init recorded at
+// createRuntime still runs (a zombie has ended). A record without the
+// init's start time cannot tell, and says no.
+func (rec Record) initRunning() bool {
+	if rec.Pid <= 0 || rec.PidStart == 0 {
+		return false
+	}
+	return proc{pid: rec.Pid, start: rec.PidStart}.alive()
 }

@@ -16,15 +16,18 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
-// MaxStateSize bounds the OCI state read from stdin. Real states are a few
-// hundred bytes; annotations can make them larger, never megabytes.
-const MaxStateSize = 1 << 20
-
 // maxConfigSize bounds a bundle's config.json read for its annotations.
 const maxConfigSize = 16 << 20
 
+// MaxStateSize bounds the OCI state read from stdin. A state is a few
+// hundred bytes plus the container's annotations, which the runtime copies
+// from config.json (JSON-escaped once more): it is allowed as much as the
+// config itself, so that annotations within their own limits (policy.Max*)
+// always reach the checks that name the key at fault.
+const MaxStateSize = maxConfigSize
+
 // ErrStateTooLarge is returned when stdin holds more than MaxStateSize bytes.
-var ErrStateTooLarge = errors.New("oci state larger than 1 MiB")
+var ErrStateTooLarge = fmt.Errorf("oci state larger than %d MiB", MaxStateSize>>20)
 
 // ReadState decodes the OCI state a runtime writes on a hook's stdin. It
 // accepts what runc and crun send: status "creating" or "created" at

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/imans-project/imans/hook"
+	"github.com/imans-project/imans/policy"
 	"github.com/imans-project/imans/report"
 )
 
@@ -347,7 +349,7 @@ func TestHookBadStdin(t *testing.T) {
 	}{
 		{"malformed", []byte(`{"id": "a", "bundle": `), "oci state"},
 		{"empty id", []byte(`{"id":"","bundle":"/b"}`), "bad container id: empty"},
-		{"oversized", bytes.Repeat([]byte("x"), 2<<20), "larger than 1 MiB"},
+		{"oversized", bytes.Repeat([]byte("x"), 17<<20), "larger than 16 MiB"},
 		{"empty", nil, "stdin is empty"},
 	}
 	for _, c := range cases {
@@ -385,4 +387,33 @@ func anyContains(list []string, s string) bool {
 func swtpmOf(t *testing.T, dir string) bool {
 	out, _ := exec.Command("pgrep", "-af", "swtpm").Output()
 	return strings.Contains(string(out), dir)
+}
+
+// Expectations over their limit (a learnt run over many files pasted
+// inline) reach the annotation check through a state of several MiB: in
+// audit mode the container runs, and its report is incomplete, naming the
+// key. Never a refusal without a report.
+func TestHookOversizedExpectations(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("big", demoScript, 0)
+	digests := map[string][]string{}
+	for i := 0; len(digests)*100 < 3<<20/2; i++ {
+		name := fmt.Sprintf("/data/file-with-a-reasonably-long-name-%06d.txt", i)
+		digests[name] = []string{"sha256:" + strings.Repeat("ab", 32)}
+	}
+	value, err := json.Marshal(digests)
+	must(t, err)
+	if len(value) <= policy.MaxDigestsSize {
+		t.Fatalf("digests annotation of %d bytes: want over %d", len(value), policy.MaxDigestsSize)
+	}
+	b.spec.Annotations[policy.AnnotationExpectDigests] = string(value)
+	b.save(t)
+	if res := e.run("runc", b, "big"); res.err != nil {
+		t.Fatalf("audit mode refused the container: %v\n%s", res.err, res.out)
+	}
+	r := e.reportOf("big")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, policy.AnnotationExpectDigests) {
+		t.Errorf("verdict %s, incomplete %q; want incomplete naming %s", r.Verdict,
+			r.Incomplete, policy.AnnotationExpectDigests)
+	}
 }

@@ -129,10 +129,11 @@ func hookCreateRuntime(stdin io.Reader) error {
 	if idErr != nil {
 		return hookUnusableID(p, st, cfg, enforce, idErr)
 	}
-	dir, err := hook.PrepareRunDir(p, st.ID)
+	dir, salvaged, err := hook.PrepareRunDir(p, st.ID)
 	if err != nil {
 		log, closeLog := hookLogger(p, st.ID)
 		defer closeLog()
+		logSalvaged(log, salvaged)
 		log.Error("no run folder, not measured", "err", err)
 		if enforce {
 			return hookFail("create-runtime refused: %s: %v", st.ID, err)
@@ -167,8 +168,13 @@ func hookCreateRuntime(stdin io.Reader) error {
 
 	log, closeLog := hookLogger(p, st.ID)
 	defer closeLog()
-	for _, id := range hook.CleanStale(p) {
+	logSalvaged(log, salvaged)
+	removed, salvagedStale := hook.CleanStale(p)
+	for _, id := range removed {
 		log.Info("removed stale run folder", "stale", id)
+	}
+	for i := range salvagedStale {
+		logSalvaged(log, &salvagedStale[i])
 	}
 	hookTrace("create launched")
 	if cfg == nil && st.Bundle != "" {
@@ -250,7 +256,8 @@ func hookUnusableID(p hook.Paths, st *specs.State, cfg *hook.BundleSpec, enforce
 	idErr error) error {
 	log, closeLog := hookLogger(p, st.ID)
 	defer closeLog()
-	dir, err := hook.PrepareRunDir(p, st.ID)
+	dir, salvaged, err := hook.PrepareRunDir(p, st.ID)
+	logSalvaged(log, salvaged)
 	if err != nil {
 		log.Error("no run folder", "err", err)
 	}
@@ -428,4 +435,25 @@ func hookTrace(step string) {
 	}
 	fmt.Fprintf(f, "%d %d %s\n", time.Now().UnixMicro(), os.Getpid(), step)
 	f.Close()
+}
+
+// logSalvaged logs what became of a report an earlier run kept in its run
+// folder (poststop could not write the reports folder then), so that no
+// report goes without a trace.
+func logSalvaged(log *slog.Logger, s *hook.Salvaged) {
+	if s == nil {
+		return
+	}
+	if s.Path != "" && s.Err == nil {
+		log.Info("moved an earlier run's kept report to the reports folder",
+			"folder", s.Folder, "report_of", s.ID, "verdict", s.Verdict, "path", s.Path)
+		return
+	}
+	if s.Path != "" {
+		log.Warn("moved an earlier run's kept report, incompletely", "folder", s.Folder,
+			"report_of", s.ID, "verdict", s.Verdict, "path", s.Path, "err", s.Err)
+		return
+	}
+	log.Warn("could not move an earlier run's kept report to the reports folder",
+		"folder", s.Folder, "report_of", s.ID, "verdict", s.Verdict, "err", s.Err)
 }

@@ -64,21 +64,27 @@ func reportLoad(arg string) (*report.Report, error) {
 	// Any id a runtime accepts has a report: the paths name ids that are
 	// not safe file names by their hash (hook.FileName).
 	paths := hook.DefaultPaths()
-	r, err := report.Read(paths.Report(arg))
-	if err == nil || !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-		return r, err
-	}
+	runDir := paths.Run(arg)
 
-	// poststop leaves the report in the run folder when the reports folder
-	// cannot be written.
-	fallback := filepath.Join(paths.Run(arg), runFolderReport)
-	if r, ferr := report.Read(fallback); ferr == nil {
-		fmt.Fprintf(os.Stderr, "imans: %v; showing %s\n", err, fallback)
+	// A report kept in the run folder (poststop could not write the
+	// reports folder) is the newest of its id: the next run of the id
+	// moves it to the reports folder before it makes its own run folder.
+	kept := filepath.Join(runDir, hook.KeptReportFile)
+	if r, err := report.Read(kept); err == nil {
+		fmt.Fprintf(os.Stderr, "imans: showing %s, kept there because poststop could not "+
+			"write the reports folder (%s)\n", kept, paths.Reports())
 		return r, nil
+	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		return nil, err
 	}
-	return nil, err
-}
 
-// runFolderReport is the report's name in a container's run folder, where
-// poststop writes it when the reports folder cannot be written.
-const runFolderReport = "report.json"
+	r, err := report.Read(paths.Report(arg))
+	if err != nil {
+		return nil, err
+	}
+	if fi, err := os.Stat(runDir); err == nil && fi.IsDir() {
+		fmt.Fprintf(os.Stderr, "imans: %s has a run folder (%s): a run is in progress or "+
+			"has not reached its poststop; this report is of an earlier run\n", arg, runDir)
+	}
+	return r, nil
+}
