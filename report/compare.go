@@ -92,13 +92,14 @@ func lookup(digests map[string][]string, path string) ([]string, bool) {
 	if allowed, ok := digests[path]; ok || utf8.ValidString(path) {
 		return allowed, ok
 	}
-	allowed, ok := digests[jsonSpelling(path)]
+	allowed, ok := digests[JSONSpelling(path)]
 	return allowed, ok
 }
 
-// jsonSpelling is path as encoding/json writes it: every byte that does
-// not start a valid UTF-8 sequence becomes U+FFFD.
-func jsonSpelling(path string) string {
+// JSONSpelling is path as encoding/json writes it: every byte that does
+// not start a valid UTF-8 sequence becomes U+FFFD. Names that differ only
+// in such bytes are one key in JSON, and share their expected digests.
+func JSONSpelling(path string) string {
 	var b strings.Builder
 	for i := 0; i < len(path); {
 		r, size := utf8.DecodeRuneInString(path[i:])

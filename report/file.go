@@ -92,7 +92,8 @@ func Read(path string) (*Report, error) {
 	return r, nil
 }
 
-// Parse decodes a report, checking its schema before its body.
+// Parse decodes a report, checking its schema before its body, then that
+// its verdict is the one its contents give (CheckVerdict).
 func Parse(data []byte) (*Report, error) {
 	var head struct {
 		Schema string `json:"schema"`
@@ -112,6 +113,9 @@ func Parse(data []byte) (*Report, error) {
 	case Pass, Fail, Incomplete:
 	default:
 		return nil, fmt.Errorf("decode report: unknown verdict %q", r.Verdict)
+	}
+	if err := r.CheckVerdict(); err != nil {
+		return nil, err
 	}
 	return &r, nil
 }

@@ -7,8 +7,12 @@ import (
 
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"pass","findings":[],` +
-		`"tpm":{"pcr10":{"sha1":"00"}},"info":{"container_id":"c"}}`))
-	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"fail","findings":[{"kind":"x"}]}`))
+		`"tpm":{"pcr10":{"sha1":"00"},"list_matches":true,"entries":1},` +
+		`"info":{"container_id":"c"}}`))
+	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"fail","findings":[{"kind":"x"}],` +
+		`"tpm":{"pcr10":{"sha1":"00"},"list_matches":true,"entries":2}}`))
+	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"incomplete","incomplete":["x"]}`))
+	f.Add([]byte(`{"schema":"imans.report/v1","verdict":"pass","incomplete":["x"]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r, err := Parse(data)
 		if err != nil {
@@ -21,6 +25,14 @@ func FuzzParse(f *testing.F) {
 		case Pass, Fail, Incomplete:
 		default:
 			t.Fatalf("accepted verdict %q", r.Verdict)
+		}
+
+		// An accepted verdict is the one Decide gives its contents.
+		decided := *r
+		decided.Incomplete = append([]string(nil), r.Incomplete...)
+		decided.Decide()
+		if decided.Verdict != r.Verdict {
+			t.Fatalf("accepted verdict %q, Decide gives %q", r.Verdict, decided.Verdict)
 		}
 
 		// What a report file holds never reaches the terminal raw: the

@@ -134,22 +134,44 @@ type Finding struct {
 // one does) records at least the container's own program, so an empty list
 // means that nothing of the run was measured, and there is nothing to pass.
 func (r *Report) Decide() {
-	if len(r.Incomplete) == 0 && (len(r.TPM.PCR10) == 0 || !r.TPM.ListMatches) {
-		r.Incomplete = append(r.Incomplete, "the list is not vouched for by the TPM")
-	}
-	if len(r.Incomplete) == 0 && r.TPM.Entries == 0 {
-		r.Incomplete = append(r.Incomplete, "nothing was measured: the list is empty "+
-			"(the container's process never started, every file it used is on a "+
-			"filesystem the policy does not measure, such as tmpfs, or the policy "+
-			"measures none of them)")
-	}
+	r.Incomplete = append(r.Incomplete, r.impliedReasons()...)
+	r.Verdict = verdictOf(r.Incomplete, r.Findings)
+}
 
+// The reasons Decide adds when the evidence itself is short and no reason
+// was given.
+const (
+	reasonNotVouched      = "the list is not vouched for by the TPM"
+	reasonNothingMeasured = "nothing was measured: the list is empty " +
+		"(the container's process never started, every file it used is on a " +
+		"filesystem the policy does not measure, such as tmpfs, or the policy " +
+		"measures none of them)"
+)
+
+// impliedReasons returns the reason the report's evidence alone makes it
+// incomplete, when it lists no reason already: at most one, the first of
+// a list not vouched for by the TPM and an empty list.
+func (r *Report) impliedReasons() []string {
 	switch {
 	case len(r.Incomplete) > 0:
-		r.Verdict = Incomplete
-	case len(r.Findings) > 0:
-		r.Verdict = Fail
+		return nil
+	case len(r.TPM.PCR10) == 0 || !r.TPM.ListMatches:
+		return []string{reasonNotVouched}
+	case r.TPM.Entries == 0:
+		return []string{reasonNothingMeasured}
+	}
+	return nil
+}
+
+// verdictOf is the rule of the verdict: incomplete when any reason is
+// given, else fail when anything differs from the expectations, else pass.
+func verdictOf(incomplete []string, findings []Finding) Verdict {
+	switch {
+	case len(incomplete) > 0:
+		return Incomplete
+	case len(findings) > 0:
+		return Fail
 	default:
-		r.Verdict = Pass
+		return Pass
 	}
 }

@@ -55,8 +55,11 @@ func TestCompare(t *testing.T) {
 	}
 }
 
+// vouched is the evidence of a whole record: PCR 10 read, the list's replay
+// equal to it, one entry.
+var vouched = Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true, Entries: 1}
+
 func TestDecide(t *testing.T) {
-	vouched := Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true, Entries: 1}
 	empty := Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true}
 	cases := []struct {
 		name string
@@ -81,6 +84,9 @@ func TestDecide(t *testing.T) {
 		if c.want == Incomplete && len(c.r.Incomplete) == 0 {
 			t.Errorf("%s: incomplete without a reason", c.name)
 		}
+		if err := c.r.CheckVerdict(); err != nil {
+			t.Errorf("%s: a decided report refused: %v", c.name, err)
+		}
 	}
 }
 
@@ -88,7 +94,7 @@ func TestWriteRead(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "reports")
 	path := filepath.Join(dir, "c1.json")
 	r := &Report{Schema: Schema, Verdict: Fail, Findings: []Finding{{Kind: UnexpectedFile,
-		Path: "/a b", Digest: "sha256:00"}}}
+		Path: "/a b", Digest: "sha256:00"}}, TPM: vouched}
 	r.Info.ContainerID = "c1"
 	if err := r.Write(path); err != nil {
 		t.Fatal(err)
@@ -138,6 +144,70 @@ func TestReadRefuses(t *testing.T) {
 		}
 		if name == "schema" && !errors.Is(err, ErrSchema) {
 			t.Errorf("schema: %v, want ErrSchema", err)
+		}
+	}
+}
+
+// A report file is the host's: one whose verdict its own contents
+// contradict (edited to "pass", say) is refused, naming the file and what
+// contradicts it, the rule being Decide's.
+func TestReadRefusesContradictoryVerdict(t *testing.T) {
+	unexpected := Finding{Kind: UnexpectedFile, Path: "/app/demo.sh", Digest: "sha256:00"}
+	cases := []struct {
+		name string
+		r    Report
+		want string
+	}{
+		{"pass with a reason", Report{Verdict: Pass, TPM: vouched,
+			Incomplete: []string{"collector 12 was not running at stop", "x"}},
+			`it says "pass", but it lists 2 incomplete reasons (the first: ` +
+				`"collector 12 was not running at stop"), which makes it "incomplete"`},
+		{"pass with a finding", Report{Verdict: Pass, TPM: vouched,
+			Findings: []Finding{unexpected}},
+			`it says "pass", but it lists 1 finding (the first: unexpected file: ` +
+				`/app/demo.sh sha256:00), which makes it "fail"`},
+		{"fail with a reason", Report{Verdict: Fail, TPM: vouched,
+			Incomplete: []string{"replay entry 3: bad"}, Findings: []Finding{unexpected}},
+			`it says "fail", but it lists 1 incomplete reason (the first: ` +
+				`"replay entry 3: bad"), which makes it "incomplete"`},
+		{"pass without the tpm", Report{Verdict: Pass,
+			TPM: Evidence{PCR10: vouched.PCR10, Entries: 1}},
+			`it says "pass", but the list is not vouched for by the TPM, ` +
+				`which makes it "incomplete"`},
+		{"pass with an empty list", Report{Verdict: Pass,
+			TPM: Evidence{PCR10: vouched.PCR10, ListMatches: true}},
+			`it says "pass", but nothing was measured: the list is empty`},
+		{"fail with nothing", Report{Verdict: Fail, TPM: vouched},
+			`it says "fail", but it lists no incomplete reason and no finding, ` +
+				`which makes it "pass"`},
+		{"incomplete with nothing", Report{Verdict: Incomplete, TPM: vouched},
+			`it says "incomplete", but it lists no incomplete reason and no finding, ` +
+				`which makes it "pass"`},
+	}
+	dir := t.TempDir()
+	for _, c := range cases {
+		c.r.Schema = Schema
+		path := filepath.Join(dir, strings.ReplaceAll(c.name, " ", "-")+".json")
+		if err := c.r.Write(path); err != nil {
+			t.Fatal(err)
+		}
+		_, err := Read(path)
+		want := "read report " + path + ": verdict contradicts the report: " + c.want
+		if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, ErrVerdict) {
+			t.Errorf("%s: %v, want %q", c.name, err, want)
+		}
+	}
+
+	// The same reports as Decide leaves them are read back.
+	for _, c := range cases {
+		c.r.Schema = Schema
+		c.r.Decide()
+		data, err := json.Marshal(&c.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Parse(data); err != nil {
+			t.Errorf("%s, decided: %v", c.name, err)
 		}
 	}
 }

@@ -11,12 +11,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/imans-project/imans/hook"
 	"github.com/imans-project/imans/ima"
+	"github.com/imans-project/imans/internal/atomicfile"
 	"github.com/imans-project/imans/policy"
 	"github.com/imans-project/imans/report"
 )
@@ -37,27 +40,29 @@ func expectCommand() *cli.Command {
 				"quoted for podman's CSV and for sh, on one line"},
 			&cli.StringFlag{Name: "policy", Usage: "the run's io.imans.policy (text or " +
 				"@name), when its bundle is gone; checked against the report"},
+			&cli.StringFlag{Name: "digests-file", Usage: "write the digests to this file " +
+				"as a Keylime runtime policy and print " + policy.AnnotationExpectDigests +
+				"=@NAME (its name) instead of them inline: for a run too large for the " +
+				"inline annotation; the hook reads @NAME from " + expectationsDir},
 		},
 		Action: expectFromReport,
 	}
 }
 
 func expectFromReport(c *cli.Context) error {
-	r, err := reportLoad(c.String("from-report"))
+	from := c.String("from-report")
+	r, err := reportLoad(from)
 	if err != nil {
 		return err
 	}
-	ann, err := expectAnnotationsPolicy(r, r.Info.BinaryLog, c.String("policy"),
-		c.IsSet("policy"))
+	ann, err := learnAnnotations(r, from, learnOptions{
+		policy:      c.String("policy"),
+		policyGiven: c.IsSet("policy"),
+		noPCR10:     c.Bool("no-pcr10"),
+		digestsFile: c.String("digests-file"),
+	})
 	if err != nil {
 		return err
-	}
-	if c.Bool("no-pcr10") {
-		for k := range ann {
-			if strings.HasPrefix(k, policy.AnnotationExpectPCR10) {
-				delete(ann, k)
-			}
-		}
 	}
 
 	if c.Bool("json") {
@@ -72,6 +77,139 @@ func expectFromReport(c *cli.Context) error {
 	for _, k := range sortedKeys(ann) {
 		fmt.Printf("%s=%s\n", k, ann[k])
 	}
+	return nil
+}
+
+// learnOptions are the choices of imans expect besides the report. The
+// zero value learns the digests inline and PCR 10, with the run's policy
+// read from its bundle.
+type learnOptions struct {
+	// policy is the run's io.imans.policy, used when policyGiven.
+	policy      string
+	policyGiven bool
+	// noPCR10 leaves the PCR 10 expectations out.
+	noPCR10 bool
+	// digestsFile, when set, receives the digests as a Keylime runtime
+	// policy, and the annotation names it (@name) instead of holding them.
+	digestsFile string
+}
+
+// learnAnnotations returns the annotations that make the run of report r,
+// named name (as the user gave it), pass: refused when r is incomplete,
+// and when they would not reach the next run's checks whole.
+func learnAnnotations(r *report.Report, name string, o learnOptions) (map[string]string,
+	error) {
+	if err := checkComplete(r, name); err != nil {
+		return nil, err
+	}
+	ann, err := expectAnnotationsPolicy(r, r.Info.BinaryLog, o.policy, o.policyGiven)
+	if err != nil {
+		return nil, err
+	}
+	if o.noPCR10 {
+		for k := range ann {
+			if strings.HasPrefix(k, policy.AnnotationExpectPCR10) {
+				delete(ann, k)
+			}
+		}
+	}
+	if o.digestsFile != "" {
+		if err := writeDigestsFile(ann, o.digestsFile); err != nil {
+			return nil, err
+		}
+	}
+	if err := checkAnnotationSizes(ann, hook.MaxStateSize); err != nil {
+		return nil, err
+	}
+	return ann, nil
+}
+
+// checkComplete refuses a report that is incomplete. Its evidence is
+// partial (nothing measured, a collector that died, a list the TPM does
+// not vouch for), and annotations learnt from it would hold the next run
+// to that part: an empty digests object and the PCR 10 of an empty list
+// from a run that measured nothing. A learning run's report is normally
+// "fail", every file unexpected, and teaches well.
+func checkComplete(r *report.Report, name string) error {
+	if r.Verdict != report.Incomplete && len(r.Incomplete) == 0 {
+		return nil
+	}
+	reasons := make([]string, len(r.Incomplete))
+	for i, why := range r.Incomplete {
+		reasons[i] = strconv.Quote(why)
+	}
+	if len(reasons) == 0 {
+		reasons = []string{"no reason recorded"}
+	}
+	return fmt.Errorf("expect: report %s is incomplete, so there is nothing to learn "+
+		"from it: %s", name, strings.Join(reasons, "; "))
+}
+
+// expectationsDir is the folder the hook reads io.imans.expect.digests=@name
+// from.
+const expectationsDir = policy.DefaultConfigDir + "/expectations"
+
+// stateOverhead bounds what an OCI state holds besides the annotations
+// imans expect prints: its version, id, status and pid, a bundle path of
+// up to PATH_MAX, and a few annotations of the engine's own.
+const stateOverhead = 8 << 10
+
+// checkAnnotationSizes refuses annotations the next run's hook could not
+// take: an inline digests value over policy.MaxDigestsSize, or annotations
+// that would make the OCI state, which carries all of them JSON-escaped
+// once more, larger than stateLimit, what the hook reads of it.
+func checkAnnotationSizes(ann map[string]string, stateLimit int) error {
+	advice := fmt.Sprintf("write the digests to a file with --digests-file %s/NAME, "+
+		"which prints %s=@NAME instead", expectationsDir, policy.AnnotationExpectDigests)
+	if n := len(ann[policy.AnnotationExpectDigests]); n > policy.MaxDigestsSize {
+		return fmt.Errorf("expect: the %s annotation would be %d bytes, over its limit "+
+			"of %d for an inline value: %s", policy.AnnotationExpectDigests, n,
+			policy.MaxDigestsSize, advice)
+	}
+
+	inState, err := json.Marshal(ann)
+	if err != nil {
+		return fmt.Errorf("expect: %w", err)
+	}
+	if n := len(inState) + stateOverhead; n > stateLimit {
+		return fmt.Errorf("expect: the annotations would make an oci state of about %d "+
+			"bytes, over the %d the hook reads: %s", n, stateLimit, advice)
+	}
+	return nil
+}
+
+// writeDigestsFile writes the learnt digests of ann to path as a Keylime
+// runtime policy, the form io.imans.expect.digests=@name reads, and puts
+// that @name in their place. The file is checked as the hook will read it
+// before it is written; one outside the expectations folder is written
+// all the same, with a warning, to be copied there.
+func writeDigestsFile(ann map[string]string, path string) error {
+	name := filepath.Base(path)
+	if !policy.ValidName(name) || strings.HasSuffix(path, "/") {
+		return fmt.Errorf("expect: --digests-file %s: want a file path, whose name "+
+			"becomes @name", path)
+	}
+	body := []byte(`{"meta":{"version":1},"digests":` +
+		ann[policy.AnnotationExpectDigests] + "}\n")
+	if len(body) > policy.MaxExpectFileSize {
+		return fmt.Errorf("expect: --digests-file %s: %d bytes, over the limit of %d "+
+			"of an expectations file", path, len(body), policy.MaxExpectFileSize)
+	}
+	if _, err := policy.ParseKeylime(body); err != nil {
+		return fmt.Errorf("expect: --digests-file %s: the hook would refuse it: %w",
+			path, err)
+	}
+
+	// Expectations are no secret; the hook may run as another user.
+	if err := atomicfile.Write(path, body, atomicfile.Options{Perm: 0o644}); err != nil {
+		return fmt.Errorf("expect: --digests-file: %w", err)
+	}
+	if dir, err := filepath.Abs(filepath.Dir(path)); err != nil || dir != expectationsDir {
+		fmt.Fprintf(expectWarn, "imans: expect: warning: %s is not in %s, the only "+
+			"folder %s=@%s is read from: copy it there\n", path, expectationsDir,
+			policy.AnnotationExpectDigests, name)
+	}
+	ann[policy.AnnotationExpectDigests] = "@" + name
 	return nil
 }
 
@@ -154,6 +292,9 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 		if err != nil {
 			return nil, fmt.Errorf("expect: list %s entry %d: %w", listPath, i, err)
 		}
+		// Names JSON spells the same are one path of the annotation: their
+		// digests go in one list, since a path given twice is refused.
+		name = report.JSONSpelling(name)
 		digest := string(algo) + ":" + hex.EncodeToString(d)
 		if !containsString(digests[name], digest) {
 			digests[name] = append(digests[name], digest)
@@ -169,9 +310,9 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	if len(violations) > 0 {
 		fmt.Fprintf(expectWarn, "imans: expect: warning: the run has %d violation(s), "+
 			"%s: every run with them fails, and annotations cannot exclude a path; "+
-			"put the digests in an expectations file with \"excludes\" "+
-			"(%s=@name) or stop the writer opening the file while it is read\n",
-			len(violations), strings.Join(violations, ", "), policy.AnnotationExpectDigests)
+			"put the digests in an expectations file (--digests-file), add "+
+			"\"excludes\" to it, or stop the writer opening the file while it is read\n",
+			len(violations), strings.Join(violations, ", "))
 	}
 	if changed := changedPaths(r); len(changed) > 0 {
 		fmt.Fprintf(expectWarn, "imans: expect: warning: the run failed its own "+

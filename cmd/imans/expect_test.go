@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,16 @@ import (
 func expectAnnotations(r *report.Report, listPath string) (map[string]string, error) {
 	return expectAnnotationsPolicy(r, listPath, "", false)
 }
+
+// vouchedOne is the evidence of a whole record of one entry: reports read
+// back must have a verdict their contents give (report.CheckVerdict).
+var vouchedOne = report.Evidence{PCR10: map[string]string{"sha1": strings.Repeat("ab", 20)},
+	ListMatches: true, Entries: 1}
+
+// unexpectedDemo is the finding of a learning run: a file measured with no
+// expectation.
+var unexpectedDemo = report.Finding{Kind: report.UnexpectedFile, Path: "/app/demo.sh",
+	Digest: "sha256:" + strings.Repeat("72", 32)}
 
 // learnt writes a one-entry list and a report of a run whose bundle has the
 // annotations ann and whose policy text was policyText, and returns the
@@ -225,6 +236,7 @@ func TestReportShowRunFolderFallback(t *testing.T) {
 	}
 
 	r := &report.Report{Schema: report.Schema, Verdict: report.Fail,
+		Findings: []report.Finding{unexpectedDemo}, TPM: vouchedOne,
 		Info: report.Info{ContainerID: "c1"}}
 	if err := os.Mkdir(filepath.Join(runDir, "c1"), 0o700); err != nil {
 		t.Fatal(err)
@@ -341,7 +353,8 @@ func TestExpectPodmanArgs(t *testing.T) {
 // --no-pcr10 leaves PCR 10 out of the learnt annotations.
 func TestExpectNoPCR10(t *testing.T) {
 	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
-	r.Verdict = report.Fail
+	r.Findings = []report.Finding{unexpectedDemo}
+	r.Decide()
 	stdout := os.Stdout
 	rd, wr, _ := os.Pipe()
 	os.Stdout = wr
@@ -453,4 +466,278 @@ func TestExpectListFIFO(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("expect blocks on a fifo")
 	}
+}
+
+// A report kept in the run folder is newer than the one in the reports
+// folder: show prefers it. A run folder without one (a run in progress)
+// leaves the reports folder's.
+func TestReportShowPrefersKeptReport(t *testing.T) {
+	state, runDir := t.TempDir(), t.TempDir()
+	t.Setenv("IMANS_STATE_DIR", state)
+	t.Setenv("IMANS_RUN_DIR", runDir)
+	paths := hook.DefaultPaths()
+	if err := os.Mkdir(paths.Reports(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	older := &report.Report{Schema: report.Schema, Verdict: report.Pass, Findings: []report.Finding{},
+		TPM: vouchedOne, Info: report.Info{ContainerID: "c1"}}
+	if err := older.Write(paths.Report("c1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(paths.Run("c1"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reportLoad("c1"); err != nil || got.Verdict != report.Pass {
+		t.Fatalf("run in progress: %+v, %v; want the earlier pass", got, err)
+	}
+
+	newer := &report.Report{Schema: report.Schema, Verdict: report.Incomplete,
+		Incomplete: []string{"collector 12 was not running at stop"},
+		Info:       report.Info{ContainerID: "c1"}}
+	if err := newer.Write(filepath.Join(paths.Run("c1"), hook.KeptReportFile)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := reportLoad("c1")
+	if err != nil || got.Verdict != report.Incomplete || len(got.Incomplete) != 1 {
+		t.Errorf("kept report beside an older pass: %+v, %v; want the kept incomplete", got, err)
+	}
+}
+
+// An incomplete report holds partial evidence: learning from a run that
+// measured nothing would print an empty digests object and the PCR 10 of
+// an empty list, which the next run, measuring nothing again, would pass.
+// A learning run's report, "fail" with every file unexpected, still
+// teaches.
+func TestExpectRefusesIncompleteReport(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	if err := os.WriteFile(r.Info.BinaryLog, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	empty := sha256.Sum256(nil)
+	r.TPM = report.Evidence{
+		PCR10: map[string]string{"sha1": strings.Repeat("0", 40),
+			"sha256": strings.Repeat("0", 64)},
+		ReplayPCR10: map[string]string{"sha1": strings.Repeat("0", 40),
+			"sha256": strings.Repeat("0", 64)},
+		ListMatches: true,
+		LogSHA256:   hex.EncodeToString(empty[:]),
+	}
+	r.Decide()
+	file := filepath.Join(t.TempDir(), "r.json")
+	if err := r.Write(file); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out := tpmStdout(t, "expect", "--from-report", file)
+	if code != 1 || out != "" {
+		t.Errorf("nothing measured: exit %d, output %q; want 1 and no annotations", code, out)
+	}
+	_, err := learnAnnotations(r, file, learnOptions{})
+	want := "expect: report " + file + " is incomplete, so there is nothing to learn " +
+		`from it: "nothing was measured: the list is empty (the container's process never ` +
+		"started, every file it used is on a filesystem the policy does not measure, such " +
+		`as tmpfs, or the policy measures none of them)"`
+	if err == nil || err.Error() != want {
+		t.Errorf("nothing measured:\n%v\nwant\n%s", err, want)
+	}
+
+	// Every reason is named, even with the list vouched for.
+	r, _ = learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	r.Incomplete = []string{"collector 12 was not running at stop", "backend: lost 3 events"}
+	r.Decide()
+	_, err = learnAnnotations(r, "c1", learnOptions{})
+	want = `expect: report c1 is incomplete, so there is nothing to learn from it: ` +
+		`"collector 12 was not running at stop"; "backend: lost 3 events"`
+	if err == nil || err.Error() != want {
+		t.Errorf("collector died:\n%v\nwant\n%s", err, want)
+	}
+
+	// The learning run.
+	r, _ = learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	r.Findings = []report.Finding{{Kind: report.UnexpectedFile, Path: "/app/s.sh",
+		Digest: "sha256:ab08508fdf5ca4da5c4995987bc41c56c048aaa5eeb046417ae4049b7d40286e"}}
+	r.Decide()
+	if r.Verdict != report.Fail {
+		t.Fatalf("learning run decided %s, want fail", r.Verdict)
+	}
+	if err := r.Write(file); err != nil {
+		t.Fatal(err)
+	}
+	code, out = tpmStdout(t, "expect", "--from-report", file)
+	if code != 0 || !strings.Contains(out, policy.AnnotationExpectDigests+`={"/app/s.sh":[`) {
+		t.Errorf("learning run: exit %d, output %q", code, out)
+	}
+}
+
+// A report edited to "pass" over its incomplete reasons is refused when
+// read: neither report show nor expect takes its word.
+func TestReportShowRefusesEditedVerdict(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	r.Incomplete = []string{"collector 12 was not running at stop"}
+	r.Verdict = report.Pass
+	file := filepath.Join(t.TempDir(), "r.json")
+	if err := r.Write(file); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"report", "show", file}, {"expect", "--from-report", file}} {
+		if code, out := tpmStdout(t, args...); code != 1 || out != "" {
+			t.Errorf("%s: exit %d, output %q; want 1 and nothing", args[0], code, out)
+		}
+	}
+	_, err := reportLoad(file)
+	want := "read report " + file + `: verdict contradicts the report: it says "pass", ` +
+		`but it lists 1 incomplete reason (the first: "collector 12 was not running at ` +
+		`stop"), which makes it "incomplete"`
+	if err == nil || err.Error() != want {
+		t.Errorf("edited verdict:\n%v\nwant\n%s", err, want)
+	}
+}
+
+// bigList replaces the list of a report made by learnt with one of n
+// files, /usr/lib/python3/site-packages/pkg/moduleNNNNN.py (49 bytes)
+// each with one sha256 digest, and returns the report.
+func bigList(t *testing.T, r *report.Report, n int) *report.Report {
+	t.Helper()
+	var list []byte
+	for i := 0; i < n; i++ {
+		sum := sha256.Sum256([]byte{byte(i), byte(i >> 8)})
+		e, err := ima.NewNG(10, "sha256", sum[:],
+			fmt.Sprintf("/usr/lib/python3/site-packages/pkg/module%05d.py", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = e.AppendBinary(list, binary.LittleEndian)
+	}
+	if err := os.WriteFile(r.Info.BinaryLog, list, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(list)
+	r.TPM.LogSHA256 = hex.EncodeToString(sum[:])
+	r.TPM.Entries = n
+	return r
+}
+
+// A run of 12,000 files learns digests too large for the inline
+// annotation: expect refuses to print it, and writes them to a file that
+// the annotation names instead when asked.
+func TestExpectDigestsOverInlineLimit(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	bigList(t, r, 12000)
+
+	// Each file is `"PATH":["sha256:HEX"]`, 2+49+1+1+73+1 = 127 bytes:
+	// 12000 of them, 11999 commas and the braces make 1536001.
+	_, err := learnAnnotations(r, "c1", learnOptions{})
+	want := "expect: the io.imans.expect.digests annotation would be 1536001 bytes, over " +
+		"its limit of 1048576 for an inline value: write the digests to a file with " +
+		"--digests-file /etc/imans/expectations/NAME, which prints " +
+		"io.imans.expect.digests=@NAME instead"
+	if err == nil || err.Error() != want {
+		t.Fatalf("12000 files inline:\n%v\nwant\n%s", err, want)
+	}
+
+	var warn strings.Builder
+	expectWarn = &warn
+	defer func() { expectWarn = os.Stderr }()
+	config := t.TempDir()
+	dir := filepath.Join(config, "expectations")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "big.json")
+	ann, err := learnAnnotations(r, "c1", learnOptions{digestsFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ann[policy.AnnotationExpectDigests] != "@big.json" {
+		t.Errorf("annotation %q, want @big.json", ann[policy.AnnotationExpectDigests])
+	}
+	if want := file + " is not in /etc/imans/expectations, the only folder " +
+		"io.imans.expect.digests=@big.json is read from: copy it there"; !strings.Contains(
+		warn.String(), want) {
+		t.Errorf("warning %q, want one saying %q", warn.String(), want)
+	}
+
+	// The next run's hook takes the file.
+	spec, err := policy.SpecFromAnnotations(ann, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := spec.Expect.Digests["/usr/lib/python3/site-packages/pkg/module11999.py"]
+	if len(spec.Expect.Digests) != 12000 || len(got) != 1 || spec.Expect.Source != "@big.json" {
+		t.Errorf("expectations read back: %d paths, source %s, last %v",
+			len(spec.Expect.Digests), spec.Expect.Source, got)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("expectations file: %v, %v; want mode 0644", fi, err)
+	}
+
+	if _, err := learnAnnotations(r, "c1", learnOptions{digestsFile: dir + "/"}); err == nil ||
+		!strings.Contains(err.Error(), "want a file path") {
+		t.Errorf("--digests-file naming a folder: %v", err)
+	}
+}
+
+// All annotations travel in the OCI state, JSON-escaped once more: learnt
+// ones that would make it larger than the hook reads are refused.
+func TestExpectAnnotationsOverStateLimit(t *testing.T) {
+	ann := map[string]string{
+		policy.AnnotationEnable:        "true",
+		policy.AnnotationExpectDigests: `{"/a":["sha1:` + strings.Repeat("0", 40) + `"]}`,
+	}
+	// In the state, {"io.imans.enable":"true","io.imans.expect.digests":
+	// "{\"/a\":[\"sha1:HEX\"]}"}: braces 2, keys 17+25, colons 2, comma 1,
+	// "true" 6, the digests 1+16+40+4+1 = 62, in all 115 bytes; with 8192
+	// for the rest of the state, 8307.
+	err := checkAnnotationSizes(ann, 8306)
+	want := "expect: the annotations would make an oci state of about 8307 bytes, over the " +
+		"8306 the hook reads: write the digests to a file with --digests-file " +
+		"/etc/imans/expectations/NAME, which prints io.imans.expect.digests=@NAME instead"
+	if err == nil || err.Error() != want {
+		t.Errorf("over the state limit:\n%v\nwant\n%s", err, want)
+	}
+	if err := checkAnnotationSizes(ann, 8307); err != nil {
+		t.Errorf("at the state limit: %v", err)
+	}
+}
+
+// Two names that are not UTF-8 and differ only in their invalid bytes are
+// one key in JSON: the learnt annotation gives that key once, with the
+// digests of both, since a path given twice is refused.
+func TestExpectNamesJSONSpellsAlike(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	var list []byte
+	for i, name := range []string{"/app/\xffz", "/app/\xfez"} {
+		e, err := ima.NewNG(10, "sha256", bytesOf(byte(i+1), 32), name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		list = e.AppendBinary(list, binary.LittleEndian)
+	}
+	if err := os.WriteFile(r.Info.BinaryLog, list, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(list)
+	r.TPM.LogSHA256, r.TPM.Entries = hex.EncodeToString(sum[:]), 2
+
+	ann, err := learnAnnotations(r, "c1", learnOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"/app/` + "\uFFFD" + `z":["sha256:` + strings.Repeat("01", 32) + `","sha256:` +
+		strings.Repeat("02", 32) + `"]}`
+	if got := ann[policy.AnnotationExpectDigests]; got != want {
+		t.Errorf("digests %q, want %q", got, want)
+	}
+	if _, err := policy.SpecFromAnnotations(ann, t.TempDir()); err != nil {
+		t.Errorf("learnt annotations refused: %v", err)
+	}
+}
+
+// bytesOf returns n bytes of value b.
+func bytesOf(b byte, n int) []byte {
+	out := make([]byte, n)
+	for i := range out {
+		out[i] = b
+	}
+	return out
 }
