@@ -268,8 +268,7 @@ func TestEnginesWrapperRunc(t *testing.T) {
 	if !bytes.Contains(injected, []byte(`"x-unknown-to-runc":"kept"`)) {
 		t.Errorf("unknown field lost: %s", injected)
 	}
-	engCheckLog(t, logFile, "imans hooks added to "+filepath.Join(filepath.Base(b),
-		"config.json"))
+	engCheckLog(t, logFile, "imans hooks added to "+filepath.Join(b, "config.json"))
 
 	if out, err := runc("run", "--bundle", b, id+"-again"); err != nil {
 		t.Fatalf("second run: %v\n%s", err, out)

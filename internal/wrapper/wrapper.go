@@ -45,13 +45,18 @@ func Main(args []string, imans HookBinary) int {
 	log := newLogger(inv.Log, inv.LogFormat)
 
 	if os.Getenv(WrappedEnv) != "" {
-		log.Error("the runtime list leads back to an imans wrapper (" + WrappedEnv +
+		log.Error("imans runtime: the runtime list leads back to an imans wrapper (" + WrappedEnv +
 			" is set); name runc or crun in " + shim.RuntimeEnv + " or " + shim.RuntimeConf)
 		return 1
 	}
 
 	if inv.Creates() {
-		if err := prepareBundle(inv.ConfigPath(), imans, log); err != nil {
+		config := inv.ConfigPath()
+		if abs, err := filepath.Abs(config); err == nil {
+			// Messages name the bundle wherever the runtime was started.
+			config = abs
+		}
+		if err := prepareBundle(config, imans, log); err != nil {
 			log.Error(err.Error())
 			return 1
 		}

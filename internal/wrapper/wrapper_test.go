@@ -53,7 +53,7 @@ func TestRuntimeMainRefusesItself(t *testing.T) {
 	code := Main([]string{"imans-runtime", "--log", path, "--log-format", "json",
 		"state", "x"}, Self)
 	data, _ := os.ReadFile(path)
-	if code != 1 || !strings.Contains(string(data), "leads back to an imans wrapper") {
+	if code != 1 || !strings.Contains(string(data), "imans runtime: the runtime list leads back") {
 		t.Fatalf("exit %d, log %s", code, data)
 	}
 }
@@ -70,6 +70,17 @@ func TestRuntimeMainBadConfig(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	if code != 1 || !strings.Contains(string(data), "bundle "+dir+": config.json: hooks") {
 		t.Fatalf("exit %d, log %s", code, data)
+	}
+
+	// A bundle given relative to the runtime's folder (or not at all) is
+	// named in full.
+	t.Chdir(dir)
+	os.Remove(path)
+	code = Main([]string{"imans-runtime", "--log", path, "--log-format", "json",
+		"create", "x"}, Self)
+	data, _ = os.ReadFile(path)
+	if code != 1 || !strings.Contains(string(data), "bundle "+dir+": config.json: hooks") {
+		t.Fatalf("bundle in the current folder: exit %d, log %s", code, data)
 	}
 }
 
