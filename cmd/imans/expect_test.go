@@ -741,3 +741,34 @@ func bytesOf(b byte, n int) []byte {
 	}
 	return out
 }
+
+// report show --check exits with the verdict; without it, 0 for any
+// report it could read.
+func TestReportShowCheck(t *testing.T) {
+	dir := t.TempDir()
+	reports := map[report.Verdict]*report.Report{
+		report.Pass: {Schema: report.Schema, Verdict: report.Pass, Findings: []report.Finding{},
+			TPM: report.Evidence{ListMatches: true, Entries: 1,
+				PCR10: map[string]string{"sha256": strings.Repeat("ab", 32)}}},
+		report.Fail: {Schema: report.Schema, Verdict: report.Fail,
+			Findings: []report.Finding{{Kind: report.UnexpectedFile, Path: "/x", Index: 0,
+				Digest: "sha256:" + strings.Repeat("cd", 32)}},
+			TPM: report.Evidence{ListMatches: true, Entries: 1,
+				PCR10: map[string]string{"sha256": strings.Repeat("ab", 32)}}},
+		report.Incomplete: {Schema: report.Schema, Verdict: report.Incomplete,
+			Incomplete: []string{"collector 12 was not running at stop"}},
+	}
+	want := map[report.Verdict]int{report.Pass: 0, report.Fail: 3, report.Incomplete: 4}
+	for v, r := range reports {
+		path := filepath.Join(dir, string(v)+".json")
+		if err := r.Write(path); err != nil {
+			t.Fatal(err)
+		}
+		if got := run([]string{"imans", "report", "show", "--check", path}); got != want[v] {
+			t.Errorf("--check on a %s report: exit %d, want %d", v, got, want[v])
+		}
+		if got := run([]string{"imans", "report", "show", path}); got != 0 {
+			t.Errorf("show of a %s report: exit %d, want 0", v, got)
+		}
+	}
+}

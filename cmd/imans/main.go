@@ -45,7 +45,11 @@ func run(args []string) int {
 		},
 	}
 	if err := app.Run(args); err != nil {
-		fmt.Fprintln(os.Stderr, "imans:", err)
+		if msg := err.Error(); msg != "" {
+			// An exit without a message is a status only
+			// (`report show --check`).
+			fmt.Fprintln(os.Stderr, "imans:", msg)
+		}
 		return exitCode(err)
 	}
 	return 0

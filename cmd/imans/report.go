@@ -29,6 +29,8 @@ func reportCommand() *cli.Command {
 				ArgsUsage: "ID|FILE",
 				Flags: []cli.Flag{
 					&cli.BoolFlag{Name: "json", Usage: "print the report as JSON"},
+					&cli.BoolFlag{Name: "check", Usage: "exit with the verdict: 0 pass, " +
+						"3 fail, 4 incomplete (1 and 2 stay errors)"},
 				},
 				Action: reportShow,
 			},
@@ -47,9 +49,34 @@ func reportShow(c *cli.Context) error {
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(r)
+		err = enc.Encode(r)
+	} else {
+		err = r.Summary(os.Stdout)
 	}
-	return r.Summary(os.Stdout)
+	if err != nil || !c.Bool("check") {
+		return err
+	}
+	return verdictExit(r.Verdict)
+}
+
+// Exit statuses of `imans report show --check`, after 1 (an error) and 2
+// (a bad command line).
+const (
+	exitFail       = 3
+	exitIncomplete = 4
+)
+
+// verdictExit is the exit of `report show --check` for a verdict: only a
+// pass exits 0. The summary is printed already, so the exit says nothing.
+func verdictExit(v report.Verdict) error {
+	switch v {
+	case report.Pass:
+		return nil
+	case report.Fail:
+		return cli.Exit("", exitFail)
+	default:
+		return cli.Exit("", exitIncomplete)
+	}
 }
 
 // reportLoad reads a report named by container id (in the reports folder)
