@@ -608,13 +608,19 @@ func bigList(t *testing.T, r *report.Report, n int) *report.Report {
 		}
 		list = e.AppendBinary(list, binary.LittleEndian)
 	}
+	setList(t, r, list, n)
+	return r
+}
+
+// setList makes list the report's binary list of n entries: written where
+// the report names it, with its sha256 and length in the TPM evidence.
+func setList(t *testing.T, r *report.Report, list []byte, n int) {
+	t.Helper()
 	if err := os.WriteFile(r.Info.BinaryLog, list, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	sum := sha256.Sum256(list)
-	r.TPM.LogSHA256 = hex.EncodeToString(sum[:])
-	r.TPM.Entries = n
-	return r
+	r.TPM.LogSHA256, r.TPM.Entries = hex.EncodeToString(sum[:]), n
 }
 
 // A run of 12,000 files learns digests too large for the inline
@@ -713,11 +719,7 @@ func TestExpectNamesJSONSpellsAlike(t *testing.T) {
 		}
 		list = e.AppendBinary(list, binary.LittleEndian)
 	}
-	if err := os.WriteFile(r.Info.BinaryLog, list, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(list)
-	r.TPM.LogSHA256, r.TPM.Entries = hex.EncodeToString(sum[:]), 2
+	setList(t, r, list, 2)
 
 	ann, err := learnAnnotations(r, "c1", learnOptions{})
 	if err != nil {
