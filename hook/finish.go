@@ -407,18 +407,24 @@ func checkReplay(r *report.Report) {
 		banks = append(banks, b)
 	}
 	sort.Strings(banks)
-	match := true
+	match, common := true, 0
 	for _, b := range banks {
 		got, ok := r.TPM.PCR10[b]
 		if !ok {
 			continue
 		}
+		common++
 		if got != r.TPM.ReplayPCR10[b] {
 			match = false
 			r.Incomplete = append(r.Incomplete, fmt.Sprintf(
 				"replay of the list gives pcr10 %s %s but the tpm has %s",
 				b, r.TPM.ReplayPCR10[b], got))
 		}
+	}
+	if common == 0 {
+		match = false
+		r.Incomplete = append(r.Incomplete, "the tpm's pcr10 and the replay of the list "+
+			"share no bank")
 	}
 	r.TPM.ListMatches = match
 }

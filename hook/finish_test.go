@@ -428,3 +428,16 @@ func digestsOf() map[string][]string {
 		"/etc/passwd":  {digest("root:x:0:0::/:/bin/sh\n")},
 	}
 }
+
+// A TPM whose banks the list was not replayed in vouches for nothing.
+func TestCheckReplayNoCommonBank(t *testing.T) {
+	r := &report.Report{TPM: report.Evidence{
+		PCR10:       map[string]string{"sha384": strings.Repeat("00", 48)},
+		ReplayPCR10: map[string]string{"sha1": strings.Repeat("00", 20)},
+	}}
+	checkReplay(r)
+	if r.TPM.ListMatches || !containsSub(r.Incomplete, "share no bank") {
+		t.Errorf("list matches %v, reasons %q; want no match and a reason", r.TPM.ListMatches,
+			r.Incomplete)
+	}
+}

@@ -20,6 +20,10 @@ type Measured struct {
 	Violation bool
 }
 
+// MaxExpectedListed is how many of a path's allowed digests a changed-file
+// finding lists.
+const MaxExpectedListed = 8
+
 // Compare checks a measurement list and PCR 10 against expectations and
 // returns the findings: a file measured with a digest not allowed for its
 // path is a changed file; a file with no expectation is an unexpected file
@@ -60,9 +64,10 @@ func Compare(list []Measured, exp Expectations, pcr10 map[string]string) ([]Find
 				Kind: UnexpectedFile, Index: m.Index, Path: m.Path, Digest: m.Digest,
 			})
 		case !containsFold(allowed, m.Digest):
+			listed := allowed[:min(len(allowed), MaxExpectedListed)]
 			findings = append(findings, Finding{
 				Kind: ChangedFile, Index: m.Index, Path: m.Path, Digest: m.Digest,
-				Expected: allowed,
+				Expected: listed, ExpectedMore: len(allowed) - len(listed),
 			})
 		}
 	}

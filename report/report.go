@@ -5,6 +5,7 @@
 package report
 
 import (
+	"strings"
 	"time"
 )
 
@@ -69,6 +70,28 @@ type Evidence struct {
 	LogSHA256 string `json:"log_sha256"`
 }
 
+// Vouched reports whether the TPM vouches for the list: ListMatches, and
+// PCR 10 as read equal to the replay in every bank both have, at least
+// one. (ListMatches alone is a flag in a file; the values it stands for
+// are beside it.)
+func (e Evidence) Vouched() bool {
+	if !e.ListMatches {
+		return false
+	}
+	common := 0
+	for bank, pcr := range e.PCR10 {
+		replay, ok := e.ReplayPCR10[bank]
+		if !ok {
+			continue
+		}
+		if !strings.EqualFold(pcr, replay) {
+			return false
+		}
+		common++
+	}
+	return common > 0
+}
+
 // Info is the informational part of a report.
 type Info struct {
 	ContainerID string    `json:"container_id"`
@@ -119,8 +142,13 @@ type Finding struct {
 	// Path and Digest ("algo:hex") are the file's, for file findings.
 	Path   string `json:"path,omitempty"`
 	Digest string `json:"digest,omitempty"`
-	// Expected lists the allowed digests of Path (ChangedFile).
-	Expected []string `json:"expected,omitempty"`
+	// Expected lists the allowed digests of Path (ChangedFile), the first
+	// MaxExpectedListed of them; ExpectedMore counts the others, which
+	// are in Info.Expectations. (A path may be allowed thousands of
+	// digests: repeated in every finding, they would make a report too
+	// large to read back.)
+	Expected     []string `json:"expected,omitempty"`
+	ExpectedMore int      `json:"expected_more,omitempty"`
 	// Bank, ExpectedPCR and ActualPCR are set for PCRMismatch.
 	Bank        string `json:"bank,omitempty"`
 	ExpectedPCR string `json:"expected_pcr,omitempty"`
@@ -155,7 +183,7 @@ func (r *Report) impliedReasons() []string {
 	switch {
 	case len(r.Incomplete) > 0:
 		return nil
-	case len(r.TPM.PCR10) == 0 || !r.TPM.ListMatches:
+	case !r.TPM.Vouched():
 		return []string{reasonNotVouched}
 	case r.TPM.Entries == 0:
 		return []string{reasonNothingMeasured}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,10 +58,11 @@ func TestCompare(t *testing.T) {
 
 // vouched is the evidence of a whole record: PCR 10 read, the list's replay
 // equal to it, one entry.
-var vouched = Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true, Entries: 1}
+var vouched = Evidence{PCR10: map[string]string{"sha1": "00"},
+	ReplayPCR10: map[string]string{"sha1": "00"}, ListMatches: true, Entries: 1}
 
 func TestDecide(t *testing.T) {
-	empty := Evidence{PCR10: map[string]string{"sha1": "00"}, ListMatches: true}
+	empty := Evidence{PCR10: vouched.PCR10, ReplayPCR10: vouched.ReplayPCR10, ListMatches: true}
 	cases := []struct {
 		name string
 		r    Report
@@ -174,8 +176,19 @@ func TestReadRefusesContradictoryVerdict(t *testing.T) {
 			TPM: Evidence{PCR10: vouched.PCR10, Entries: 1}},
 			`it says "pass", but the list is not vouched for by the TPM, ` +
 				`which makes it "incomplete"`},
+		{"pass with a tpm that differs from the replay", Report{Verdict: Pass,
+			TPM: Evidence{PCR10: map[string]string{"sha1": "ff"},
+				ReplayPCR10: vouched.ReplayPCR10, ListMatches: true, Entries: 1}},
+			`it says "pass", but the list is not vouched for by the TPM, ` +
+				`which makes it "incomplete"`},
+		{"pass with a tpm bank the list was not replayed in", Report{Verdict: Pass,
+			TPM: Evidence{PCR10: map[string]string{"sha384": "00"},
+				ReplayPCR10: vouched.ReplayPCR10, ListMatches: true, Entries: 1}},
+			`it says "pass", but the list is not vouched for by the TPM, ` +
+				`which makes it "incomplete"`},
 		{"pass with an empty list", Report{Verdict: Pass,
-			TPM: Evidence{PCR10: vouched.PCR10, ListMatches: true}},
+			TPM: Evidence{PCR10: vouched.PCR10, ReplayPCR10: vouched.ReplayPCR10,
+				ListMatches: true}},
 			`it says "pass", but nothing was measured: the list is empty`},
 		{"fail with nothing", Report{Verdict: Fail, TPM: vouched},
 			`it says "fail", but it lists no incomplete reason and no finding, ` +
@@ -326,5 +339,29 @@ func TestReadNotRegular(t *testing.T) {
 	if _, err := Read("/dev/zero"); err == nil ||
 		!strings.Contains(err.Error(), "not a regular file") {
 		t.Errorf("/dev/zero: %v, want not a regular file", err)
+	}
+}
+
+// A changed file allowed many digests lists the first few and counts the
+// rest, which the report's expectations hold.
+func TestCompareManyAllowed(t *testing.T) {
+	var allowed []string
+	for i := 0; i < 1000; i++ {
+		allowed = append(allowed, fmt.Sprintf("sha256:%064x", i))
+	}
+	exp := Expectations{Digests: map[string][]string{"/app/w": allowed}}
+	list := []Measured{{Index: 0, Path: "/app/w", Digest: fmt.Sprintf("sha256:%064x", 5000)}}
+	got, err := Compare(list, exp, nil)
+	if err != nil || len(got) != 1 {
+		t.Fatalf("%v, %v", got, err)
+	}
+	f := got[0]
+	if f.Kind != ChangedFile || len(f.Expected) != MaxExpectedListed || f.ExpectedMore != 992 ||
+		f.Expected[7] != allowed[7] {
+		t.Errorf("finding lists %d and %d more, want %d and 992", len(f.Expected),
+			f.ExpectedMore, MaxExpectedListed)
+	}
+	if s := f.String(); !strings.HasSuffix(s, allowed[7]+" or 992 more)") {
+		t.Errorf("rendered %q", s)
 	}
 }

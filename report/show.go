@@ -43,8 +43,11 @@ func (f Finding) String() string {
 	kind, path, digest := escape(f.Kind), quoteName(f.Path), escape(f.Digest)
 	switch f.Kind {
 	case ChangedFile:
-		return fmt.Sprintf("%s: %s %s (expected %s)", kind, path, digest,
-			escape(strings.Join(f.Expected, " or ")))
+		expected := escape(strings.Join(f.Expected, " or "))
+		if f.ExpectedMore > 0 {
+			expected += fmt.Sprintf(" or %d more", f.ExpectedMore)
+		}
+		return fmt.Sprintf("%s: %s %s (expected %s)", kind, path, digest, expected)
 	case UnexpectedFile:
 		return fmt.Sprintf("%s: %s %s", kind, path, digest)
 	case Violation:
