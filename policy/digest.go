@@ -35,6 +35,17 @@ func algoForHexLen(n int) string {
 	return ""
 }
 
+// KeylimeDigest returns a normalised "algo:hex" digest as Keylime's
+// runtime policies write it, bare hex, when its length names its algorithm;
+// otherwise (sm3, whose length is sha256's) unchanged.
+func KeylimeDigest(d string) string {
+	algo, hx, ok := strings.Cut(d, ":")
+	if ok && algoForHexLen(len(hx)) == algo {
+		return hx
+	}
+	return d
+}
+
 // NormalizeDigest returns a digest as lowercase "algo:hex". It takes
 // "algo:hex" (the algorithm's size is checked) or bare hex, whose
 // algorithm follows from its length (64 digits is sha256).

@@ -165,3 +165,22 @@ func TestParseKeylimeDuplicateKeys(t *testing.T) {
 		t.Errorf("member Digests: %v, want no \"digests\" member", err)
 	}
 }
+
+func TestKeylimeDigest(t *testing.T) {
+	sha256hex := strings.Repeat("ab", 32)
+	for in, want := range map[string]string{
+		"sha256:" + sha256hex:                sha256hex,
+		"sha1:" + strings.Repeat("cd", 20):   strings.Repeat("cd", 20),
+		"sm3:" + sha256hex:                   "sm3:" + sha256hex, // sha256's length
+		"sha512:" + strings.Repeat("ef", 64): strings.Repeat("ef", 64),
+		"sha256:" + strings.Repeat("ab", 20): "sha256:" + strings.Repeat("ab", 20),
+	} {
+		if got := KeylimeDigest(in); got != want {
+			t.Errorf("KeylimeDigest(%s) = %s, want %s", in, got, want)
+		}
+		// Either form reads back as the digest given.
+		if back, err := NormalizeDigest(KeylimeDigest(in)); err == nil && back != in {
+			t.Errorf("%s read back as %s", in, back)
+		}
+	}
+}

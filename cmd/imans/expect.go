@@ -189,8 +189,21 @@ func writeDigestsFile(ann map[string]string, path string) error {
 		return fmt.Errorf("expect: --digests-file %s: want a file path, whose name "+
 			"becomes @name", path)
 	}
-	body := []byte(`{"meta":{"version":1},"digests":` +
-		ann[policy.AnnotationExpectDigests] + "}\n")
+	// Keylime's verifier takes bare hex digests; imans reads both forms.
+	var digests map[string][]string
+	if err := json.Unmarshal([]byte(ann[policy.AnnotationExpectDigests]), &digests); err != nil {
+		return fmt.Errorf("expect: --digests-file %s: %w", path, err)
+	}
+	for _, list := range digests {
+		for i, d := range list {
+			list[i] = policy.KeylimeDigest(d)
+		}
+	}
+	inner, err := json.Marshal(digests)
+	if err != nil {
+		return fmt.Errorf("expect: --digests-file %s: %w", path, err)
+	}
+	body := []byte(`{"meta":{"version":1},"digests":` + string(inner) + "}\n")
 	if len(body) > policy.MaxExpectFileSize {
 		return fmt.Errorf("expect: --digests-file %s: %d bytes, over the limit of %d "+
 			"of an expectations file", path, len(body), policy.MaxExpectFileSize)
@@ -200,6 +213,10 @@ func writeDigestsFile(ann map[string]string, path string) error {
 			path, err)
 	}
 
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || !fi.IsDir() {
+		return fmt.Errorf("expect: --digests-file %s: no folder %s to write it in",
+			path, filepath.Dir(path))
+	}
 	// Expectations are no secret; the hook may run as another user.
 	if err := atomicfile.Write(path, body, atomicfile.Options{Perm: 0o644}); err != nil {
 		return fmt.Errorf("expect: --digests-file: %w", err)
@@ -247,7 +264,7 @@ func printPodman(w io.Writer, ann map[string]string) {
 // bundle. Only a report whose list the TPM vouched for can teach.
 func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	given bool) (map[string]string, error) {
-	if !r.TPM.ListMatches || len(r.TPM.PCR10) == 0 {
+	if !r.TPM.Vouched() {
 		return nil, errors.New("expect: the report's list is not vouched for by its " +
 			"tpm (incomplete run): nothing to learn from it")
 	}
@@ -331,6 +348,11 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	ann[policy.AnnotationEnable] = "true"
 	ann[policy.AnnotationExpectDigests] = string(body)
 	for bank, v := range r.TPM.PCR10 {
+		if _, replayed := r.TPM.ReplayPCR10[bank]; !replayed {
+			// Only the banks the list vouches for, which are the
+			// ones the hook reads and expects.
+			continue
+		}
 		ann[policy.AnnotationExpectPCR10+bank] = v
 	}
 	return ann, nil

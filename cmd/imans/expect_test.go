@@ -6,7 +6,9 @@ import (
 	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +31,7 @@ func expectAnnotations(r *report.Report, listPath string) (map[string]string, er
 // vouchedOne is the evidence of a whole record of one entry: reports read
 // back must have a verdict their contents give (report.CheckVerdict).
 var vouchedOne = report.Evidence{PCR10: map[string]string{"sha1": strings.Repeat("ab", 20)},
+	ReplayPCR10: map[string]string{"sha1": strings.Repeat("ab", 20)},
 	ListMatches: true, Entries: 1}
 
 // unexpectedDemo is the finding of a learning run: a file measured with no
@@ -71,6 +74,7 @@ func learnt(t *testing.T, ann map[string]string, policyText string) (*report.Rep
 		Schema: report.Schema,
 		TPM: report.Evidence{
 			PCR10:       map[string]string{"sha1": strings.Repeat("ab", 20)},
+			ReplayPCR10: map[string]string{"sha1": strings.Repeat("ab", 20)},
 			ListMatches: true,
 			Entries:     1,
 			LogSHA256:   hex.EncodeToString(logSum[:]),
@@ -92,6 +96,9 @@ func TestExpectKeepsTheRunsPolicy(t *testing.T) {
 		policy.AnnotationPCR10SHA256: strings.Repeat("cd", 32),
 	}
 	r, _ := learnt(t, run, text)
+	// A bank the TPM has but the list was not replayed in is not learnt:
+	// the hook would refuse its annotation.
+	r.TPM.PCR10["sha384"] = strings.Repeat("ef", 48)
 	ann, err := expectAnnotations(r, r.Info.BinaryLog)
 	if err != nil {
 		t.Fatal(err)
@@ -676,10 +683,26 @@ func TestExpectDigestsOverInlineLimit(t *testing.T) {
 	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o644 {
 		t.Errorf("expectations file: %v, %v; want mode 0644", fi, err)
 	}
+	// Keylime's form: bare hex, the algorithm told by the length.
+	var kl struct{ Digests map[string][]string }
+	data, _ := os.ReadFile(file)
+	if err := json.Unmarshal(data, &kl); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte{byte(11999 % 256), byte(11999 >> 8)})
+	if d := kl.Digests["/usr/lib/python3/site-packages/pkg/module11999.py"]; len(d) != 1 ||
+		d[0] != hex.EncodeToString(sum[:]) {
+		t.Errorf("digest in the file %v, want bare hex %x", d, sum)
+	}
 
 	if _, err := learnAnnotations(r, "c1", learnOptions{digestsFile: dir + "/"}); err == nil ||
 		!strings.Contains(err.Error(), "want a file path") {
 		t.Errorf("--digests-file naming a folder: %v", err)
+	}
+	missing := filepath.Join(config, "nowhere", "big.json")
+	if _, err := learnAnnotations(r, "c1", learnOptions{digestsFile: missing}); err == nil ||
+		!strings.Contains(err.Error(), "no folder "+filepath.Dir(missing)) {
+		t.Errorf("--digests-file in a missing folder: %v", err)
 	}
 }
 
@@ -750,13 +773,11 @@ func TestReportShowCheck(t *testing.T) {
 	dir := t.TempDir()
 	reports := map[report.Verdict]*report.Report{
 		report.Pass: {Schema: report.Schema, Verdict: report.Pass, Findings: []report.Finding{},
-			TPM: report.Evidence{ListMatches: true, Entries: 1,
-				PCR10: map[string]string{"sha256": strings.Repeat("ab", 32)}}},
+			TPM: vouchedOne},
 		report.Fail: {Schema: report.Schema, Verdict: report.Fail,
 			Findings: []report.Finding{{Kind: report.UnexpectedFile, Path: "/x", Index: 0,
 				Digest: "sha256:" + strings.Repeat("cd", 32)}},
-			TPM: report.Evidence{ListMatches: true, Entries: 1,
-				PCR10: map[string]string{"sha256": strings.Repeat("ab", 32)}}},
+			TPM: vouchedOne},
 		report.Incomplete: {Schema: report.Schema, Verdict: report.Incomplete,
 			Incomplete: []string{"collector 12 was not running at stop"}},
 	}
@@ -772,5 +793,42 @@ func TestReportShowCheck(t *testing.T) {
 		if got := run([]string{"imans", "report", "show", path}); got != 0 {
 			t.Errorf("show of a %s report: exit %d, want 0", v, got)
 		}
+	}
+}
+
+// An id may end in .json: it is looked for as an id first; a file of that
+// name in the current folder is read only when the id has no report.
+func TestReportShowIDEndingInJSON(t *testing.T) {
+	state, runDir, cwd := t.TempDir(), t.TempDir(), t.TempDir()
+	t.Setenv("IMANS_STATE_DIR", state)
+	t.Setenv("IMANS_RUN_DIR", runDir)
+	t.Chdir(cwd)
+	paths := hook.DefaultPaths()
+	if err := os.Mkdir(paths.Reports(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	ofID := &report.Report{Schema: report.Schema, Verdict: report.Incomplete,
+		Incomplete: []string{"the id's"}, Info: report.Info{ContainerID: "c1.json"}}
+	must(t, ofID.Write(paths.Report("c1.json")))
+	file := &report.Report{Schema: report.Schema, Verdict: report.Incomplete,
+		Incomplete: []string{"the file's"}, Info: report.Info{ContainerID: "other"}}
+	must(t, file.Write(filepath.Join(cwd, "c1.json")))
+	must(t, file.Write(filepath.Join(cwd, "c2.json")))
+
+	if r, err := reportLoad("c1.json"); err != nil || r.Info.ContainerID != "c1.json" {
+		t.Errorf("id c1.json: %+v, %v; want the id's report", r, err)
+	}
+	if r, err := reportLoad("c2.json"); err != nil || r.Info.ContainerID != "other" {
+		t.Errorf("c2.json, no such id: %+v, %v; want the file", r, err)
+	}
+	if _, err := reportLoad("c3.json"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("c3.json, neither: %v, want not found", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

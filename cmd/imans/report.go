@@ -79,15 +79,28 @@ func verdictExit(v report.Verdict) error {
 	}
 }
 
-// reportLoad reads a report named by container id (in the reports folder)
-// or by file path (anything with a '/' or ending in .json).
+// reportLoad reads a report named by file path (anything with a '/') or by
+// container id (kept in its run folder, or in the reports folder). An id
+// with no report that names a .json file in the current folder reads that
+// file: ids may end in .json too, and are looked for first.
 func reportLoad(arg string) (*report.Report, error) {
 	if arg == "" {
 		return nil, errors.New("no container id or report file: the argument is empty")
 	}
-	if strings.Contains(arg, "/") || strings.HasSuffix(arg, ".json") {
+	if strings.Contains(arg, "/") {
 		return report.Read(arg)
 	}
+	r, err := reportOfID(arg)
+	if errors.Is(err, fs.ErrNotExist) && strings.HasSuffix(arg, ".json") {
+		if _, serr := os.Stat(arg); serr == nil {
+			return report.Read(arg)
+		}
+	}
+	return r, err
+}
+
+// reportOfID reads the newest report of container id.
+func reportOfID(arg string) (*report.Report, error) {
 	// Any id a runtime accepts has a report: the paths name ids that are
 	// not safe file names by their hash (hook.FileName).
 	paths := hook.DefaultPaths()
