@@ -3,6 +3,7 @@ package hook
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -84,6 +85,13 @@ func PrepareRunDir(p Paths, id string) (string, *Salvaged, error) {
 	if fi, err := os.Lstat(dir); err == nil {
 		if fi.IsDir() {
 			salvaged = salvageKeptReport(p, dir)
+			if salvaged != nil && !salvaged.moved() {
+				// The folder is that report's only copy: it stays,
+				// and this run goes unmeasured (MarkUnmeasured).
+				return "", salvaged, fmt.Errorf("run folder: previous run of %s keeps "+
+					"a report that could not be moved to the reports folder: %w",
+					id, salvaged.Err)
+			}
 		}
 		if err := removeStale(dir, fi); err != nil {
 			return "", salvaged, fmt.Errorf("run folder: previous run of %s: %w", id, err)
@@ -92,7 +100,32 @@ func PrepareRunDir(p Paths, id string) (string, *Salvaged, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return "", salvaged, fmt.Errorf("run folder: %w", err)
 	}
+	// A mark left by an earlier run of the id whose poststop never came
+	// is not this run's.
+	os.Remove(p.Unmeasured(id))
 	return dir, salvaged, nil
+}
+
+// unmeasuredMark is what MarkUnmeasured leaves for poststop.
+type unmeasuredMark struct {
+	Reason  string    `json:"reason"`
+	Started time.Time `json:"started"`
+}
+
+// MarkUnmeasured records, for poststop, that this run of the container
+// has no run folder of its own (PrepareRunDir failed with why): poststop
+// then reports it incomplete with that reason and leaves whatever is at
+// the run folder's path, an earlier run's, alone.
+func MarkUnmeasured(p Paths, id string, why error) error {
+	path := p.Unmeasured(id)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("mark unmeasured: %w", err)
+	}
+	data, err := json.Marshal(unmeasuredMark{Reason: oneLine(why), Started: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("mark unmeasured: %w", err)
+	}
+	return writeUnsynced(path, data)
 }
 
 // Salvaged says what became of a report kept in a run folder (KeptReportFile)
@@ -104,10 +137,17 @@ type Salvaged struct {
 	ID      string
 	Verdict report.Verdict
 	// Path is where the report is now; empty when it could not be moved,
-	// and Err says why.
-	Path string
-	Err  error
+	// and Err says why, or when the reports folder holds a newer report
+	// of the id, which supersedes it (Superseded): it is dropped, and the
+	// log keeps its verdict and its list's sha256.
+	Path       string
+	Err        error
+	Superseded bool
+	LogSHA256  string
 }
+
+// moved reports whether the kept report needs its folder no more.
+func (s *Salvaged) moved() bool { return s.Path != "" || s.Superseded }
 
 // salvageKeptReport moves the report kept in run folder dir, if any, to the
 // reports folder, with copies of the lists it names, as poststop would have
@@ -123,14 +163,19 @@ func salvageKeptReport(p Paths, dir string) *Salvaged {
 		s.Err = err
 		return s
 	}
-	s.ID, s.Verdict = r.Info.ContainerID, r.Verdict
+	s.ID, s.Verdict, s.LogSHA256 = r.Info.ContainerID, r.Verdict, r.TPM.LogSHA256
 	if FileName(r.Info.ContainerID) != s.Folder {
 		s.Err = fmt.Errorf("%s: names container %q, whose run folder is not %s",
 			kept, r.Info.ContainerID, s.Folder)
 		return s
 	}
-	lists := startCopyLists(r, p, dir, r.Info.ContainerID)
 	path := p.Report(r.Info.ContainerID)
+	if newer, err := report.Read(path); err == nil && newer.Info.Started.After(r.Info.Started) {
+		// The reports folder holds each id's newest report.
+		s.Superseded = true
+		return s
+	}
+	lists := startCopyLists(r, p, dir, r.Info.ContainerID)
 	if err := r.WriteWhen(path, lists); err != nil {
 		lists()
 		s.Err = err
@@ -323,7 +368,7 @@ func CleanStale(p Paths) (removed []string, salvaged []Salvaged) {
 		}
 		if s := salvageKeptReport(p, dir); s != nil {
 			salvaged = append(salvaged, *s)
-			if s.Path == "" {
+			if !s.moved() {
 				continue
 			}
 		}

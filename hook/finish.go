@@ -3,6 +3,7 @@ package hook
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -74,6 +75,9 @@ type Finished struct {
 // When the reports folder cannot be written, the report goes to the run
 // folder (KeptReportFile), which is kept, and the error says so.
 func Finish(p Paths, st *specs.State) (*Finished, error) {
+	if res, marked, err := finishUnmeasured(p, st); marked {
+		return res, err
+	}
 	dir := p.Run(st.ID)
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return finishWithoutRecord(p, st)
@@ -241,6 +245,45 @@ func compareEvidence(r *report.Report, dir string, rec Record, out Outcome) {
 		r.Incomplete = append(r.Incomplete, err.Error())
 	}
 	r.Findings = append(r.Findings, findings...)
+}
+
+// finishUnmeasured ends a run whose createRuntime could not make its run
+// folder (MarkUnmeasured): an incomplete report with the mark's reason. The
+// run folder's path, which holds an earlier run's folder if anything, is
+// not touched: the stale cleanup deals with it. marked is false when there
+// is no mark.
+func finishUnmeasured(p Paths, st *specs.State) (res *Finished, marked bool, err error) {
+	path := p.Unmeasured(st.ID)
+	data, rerr := os.ReadFile(path)
+	if errors.Is(rerr, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	var mark unmeasuredMark
+	if rerr == nil {
+		rerr = json.Unmarshal(data, &mark)
+	}
+	reason := mark.Reason
+	if rerr != nil {
+		reason = "its mark is unreadable: " + rerr.Error()
+	}
+
+	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
+	r.Info.ContainerID = st.ID
+	r.Info.Bundle = st.Bundle
+	r.Info.Kernel = KernelRelease()
+	r.Info.Started = mark.Started
+	r.Info.Stopped = time.Now().UTC()
+	r.Incomplete = []string{"not measured: createRuntime could not make the run folder: " +
+		reason}
+	r.Decide()
+	res = &Finished{Report: r, Path: p.Report(st.ID)}
+	if err := r.Write(res.Path); err != nil {
+		// The mark stays for another poststop; the log has the reason.
+		res.Path = ""
+		return res, true, fmt.Errorf("write report: %w", err)
+	}
+	os.Remove(path)
+	return res, true, nil
 }
 
 // finishWithoutRecord handles a poststop with no run folder: a second

@@ -441,3 +441,69 @@ func TestCheckReplayNoCommonBank(t *testing.T) {
 			r.Incomplete)
 	}
 }
+
+// A kept report that cannot be moved keeps its folder: the next run of the
+// id goes unmeasured, marked so that its poststop reports that and leaves
+// the earlier run's folder alone. The cleanup later drops the kept report,
+// since the reports folder then holds a newer one.
+func TestUnmovableKeptReport(t *testing.T) {
+	rf := keptReport(t) // the reports folder stays blocked
+	st := &specs.State{ID: "c1", Bundle: "/b"}
+
+	_, s, err := PrepareRunDir(rf.p, "c1")
+	if err == nil || s == nil || s.Path != "" || s.Superseded ||
+		!strings.Contains(err.Error(), "could not be moved") {
+		t.Fatalf("prepare: %v, salvaged %+v; want an error and the folder kept", err, s)
+	}
+	if _, err := os.Stat(filepath.Join(rf.dir, KeptReportFile)); err != nil {
+		t.Fatalf("the kept report went: %v", err)
+	}
+	if err := MarkUnmeasured(rf.p, "c1", err); err != nil {
+		t.Fatal(err)
+	}
+
+	// poststop while the reports folder is still blocked: no report, the
+	// mark stays for a later poststop, the folder is untouched.
+	if res, err := Finish(rf.p, st); err == nil || res.Path != "" {
+		t.Fatalf("finish, reports blocked: %+v, %v", res, err)
+	}
+	os.Remove(rf.p.Reports())
+	res, err := Finish(rf.p, st)
+	if err != nil || res.Path != rf.p.Report("c1") {
+		t.Fatalf("finish: %+v, %v", res, err)
+	}
+	r, err := report.Read(res.Path)
+	if err != nil || r.Verdict != report.Incomplete || len(r.Incomplete) != 1 ||
+		!strings.HasPrefix(r.Incomplete[0], "not measured: createRuntime could not make "+
+			"the run folder: run folder: previous run of c1 keeps a report") {
+		t.Fatalf("report of the unmeasured run: %+v, %v", r, err)
+	}
+	if _, err := os.Stat(filepath.Join(rf.dir, KeptReportFile)); err != nil {
+		t.Fatalf("poststop of the unmeasured run touched the earlier run's folder: %v", err)
+	}
+	if _, err := os.Stat(rf.p.Unmeasured("c1")); !os.IsNotExist(err) {
+		t.Errorf("mark left after the report: %v", err)
+	}
+
+	// The cleanup: the kept report is older than the one now there.
+	past := time.Now().Add(-time.Hour)
+	os.Chtimes(rf.dir, past, past)
+	removed, salvaged := CleanStale(rf.p)
+	if len(removed) != 1 || len(salvaged) != 1 || !salvaged[0].Superseded ||
+		salvaged[0].Verdict != report.Pass {
+		t.Fatalf("cleanup: removed %v, salvaged %+v; want the pass dropped as superseded",
+			removed, salvaged)
+	}
+	if r, err := report.Read(rf.p.Report("c1")); err != nil || r.Verdict != report.Incomplete {
+		t.Errorf("the newer report was replaced: %+v, %v", r, err)
+	}
+
+	// A mark that no poststop took is not the next run's.
+	MarkUnmeasured(rf.p, "c1", errors.New("old"))
+	if _, _, err := PrepareRunDir(rf.p, "c1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(rf.p.Unmeasured("c1")); !os.IsNotExist(err) {
+		t.Errorf("a stale mark survived a good start: %v", err)
+	}
+}

@@ -42,6 +42,10 @@ const (
 	// directory. CheckID refuses a leading '.', so no run folder has
 	// that name.
 	tpmFolders = ".tpm"
+	// unmeasuredFolder holds the marks of runs whose createRuntime could
+	// not make their run folder (Paths.Unmeasured). Its leading '.' keeps
+	// it apart from run folders, as tpmFolders.
+	unmeasuredFolder = ".unmeasured"
 )
 
 // TPMFolder returns the TPM folder (swtpm state, sockets, pid file) of a
@@ -85,6 +89,13 @@ func DefaultPaths() Paths {
 		p.StateDir = filepath.Clean(v)
 	}
 	return p
+}
+
+// Unmeasured returns the mark createRuntime leaves for poststop when it
+// could not make the container's run folder: what is at Run(id) then is an
+// earlier run's, and none of this run's evidence.
+func (p Paths) Unmeasured(id string) string {
+	return filepath.Join(p.RunDir, unmeasuredFolder, FileName(id))
 }
 
 // Run returns the run folder of a container (named by FileName).

@@ -135,6 +135,10 @@ func hookCreateRuntime(stdin io.Reader) error {
 		defer closeLog()
 		logSalvaged(log, salvaged)
 		log.Error("no run folder, not measured", "err", err)
+		if merr := hook.MarkUnmeasured(p, st.ID, err); merr != nil {
+			log.Error("cannot tell poststop that this run is not measured; its report "+
+				"may be an earlier run's", "err", merr)
+		}
 		if enforce {
 			return hookFail("create-runtime refused: %s: %v", st.ID, err)
 		}
@@ -260,6 +264,9 @@ func hookUnusableID(p hook.Paths, st *specs.State, cfg *hook.BundleSpec, enforce
 	logSalvaged(log, salvaged)
 	if err != nil {
 		log.Error("no run folder", "err", err)
+		if merr := hook.MarkUnmeasured(p, st.ID, err); merr != nil {
+			log.Error("cannot tell poststop that this run is not measured", "err", merr)
+		}
 	}
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
@@ -442,6 +449,12 @@ func hookTrace(step string) {
 // report goes without a trace.
 func logSalvaged(log *slog.Logger, s *hook.Salvaged) {
 	if s == nil {
+		return
+	}
+	if s.Superseded {
+		log.Warn("dropped an earlier run's kept report: the reports folder has a newer "+
+			"one", "folder", s.Folder, "report_of", s.ID, "verdict", s.Verdict,
+			"log_sha256", s.LogSHA256)
 		return
 	}
 	if s.Path != "" && s.Err == nil {
