@@ -363,7 +363,8 @@ func CleanStale(p Paths) (removed []string, salvaged []Salvaged) {
 		if pr, err := readPidFile(dir); err == nil && pr.alive() && collectorOf(pr.pid, dir) {
 			continue
 		}
-		if pid := containerPid(dir); pid != nil && pid.alive() {
+		var rec Record
+		if ReadJSON(dir, RecordFile, &rec) == nil && rec.initRunning() {
 			continue
 		}
 		if s := salvageKeptReport(p, dir); s != nil {
@@ -377,19 +378,4 @@ func CleanStale(p Paths) (removed []string, salvaged []Salvaged) {
 		}
 	}
 	return removed, salvaged
-}
-
-// containerPid returns the container's init recorded in a run folder if a
-// process with that pid runs. A reused pid keeps a stale folder until that
-// process is gone too, which only delays the cleanup. Nil when none.
-func containerPid(dir string) *proc {
-	var rec Record
-	if ReadJSON(dir, RecordFile, &rec) != nil || rec.Pid <= 0 {
-		return nil
-	}
-	start, err := startTime(rec.Pid)
-	if err != nil {
-		return nil
-	}
-	return &proc{pid: rec.Pid, start: start}
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
 
@@ -283,5 +284,37 @@ func TestStopCollectorLeavesOtherProcesses(t *testing.T) {
 	}
 	if p, _ := readPidFile(dir); !p.alive() {
 		t.Error("the process named by the forged pid file was signalled")
+	}
+}
+
+// The cleanup passes by a folder whose container's init still runs, and
+// takes one whose recorded init is gone even when its pid is reused.
+func TestStaleRunFolderInitRuns(t *testing.T) {
+	p := Paths{RunDir: t.TempDir(), StateDir: t.TempDir()}
+	sleeper := exec.Command("sleep", "30")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sleeper.Wait()
+	defer sleeper.Process.Kill()
+	past := time.Now().Add(-time.Hour)
+	for _, c := range []struct {
+		id    string
+		start func(uint64) uint64
+	}{{"running", func(s uint64) uint64 { return s }}, {"reused", func(s uint64) uint64 { return s - 1 }}} {
+		dir := p.Run(c.id)
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		rec := NewRecord(p, &specs.State{ID: c.id, Pid: sleeper.Process.Pid}, "/r", CreateConfig{})
+		rec.PidStart = c.start(rec.PidStart)
+		if err := WriteJSON(dir, RecordFile, rec); err != nil {
+			t.Fatal(err)
+		}
+		os.Chtimes(dir, past, past)
+	}
+	removed, _ := CleanStale(p)
+	if len(removed) != 1 || removed[0] != "reused" {
+		t.Errorf("removed %v, want [reused]", removed)
 	}
 }
