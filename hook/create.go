@@ -74,7 +74,10 @@ func NewRecord(p Paths, st *specs.State, rootfs string, c CreateConfig) *Record 
 // TPM are stopped and it is removed. A report that run's poststop kept in
 // the folder (its reports folder could not be written) is moved to the
 // reports folder first; the new run's report replaces it there at this
-// run's poststop. What became of such a report is returned for the log;
+// run's poststop. A kept report that can be neither moved nor dropped as
+// superseded keeps its folder: PrepareRunDir fails, as it does when the
+// folder will not go, and the caller marks the run unmeasured
+// (MarkUnmeasured). What became of a kept report is returned for the log;
 // nil when there was none.
 func PrepareRunDir(p Paths, id string) (string, *Salvaged, error) {
 	if err := os.MkdirAll(p.RunDir, 0o700); err != nil {
