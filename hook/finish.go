@@ -82,6 +82,11 @@ func Finish(p Paths, st *specs.State) (*Finished, error) {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
 		return finishWithoutRecord(p, st)
 	}
+	if _, err := os.Lstat(filepath.Join(dir, KeptReportFile)); err == nil {
+		// A finished run's folder, whose report could not be written
+		// to the reports folder then: it is no evidence of this run.
+		return finishKept(p, dir)
+	}
 
 	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
 	res := &Finished{Report: r, Path: p.Report(st.ID)}
@@ -247,11 +252,37 @@ func compareEvidence(r *report.Report, dir string, rec Record, out Outcome) {
 	r.Findings = append(r.Findings, findings...)
 }
 
+// finishKept ends a poststop that finds a finished run's folder, which
+// keeps the report its own poststop could not write to the reports folder:
+// that report is moved there now (or dropped as superseded, see
+// salvageKeptReport) and the folder removed; while it cannot be moved, the
+// folder stays. The earlier run's evidence is never reported again.
+func finishKept(p Paths, dir string) (*Finished, error) {
+	s := salvageKeptReport(p, dir)
+	if !s.moved() {
+		return nil, fmt.Errorf("an earlier run's report kept in %s could not be moved to "+
+			"the reports folder: %w", dir, s.Err)
+	}
+	if err := removeRunFolder(dir); err != nil {
+		return nil, err
+	}
+	if s.Superseded {
+		return nil, fmt.Errorf("%w: an earlier run's report kept in %s (verdict %s, list "+
+			"sha256 %s) is older than the reports folder's, and dropped", ErrAlreadyReported,
+			dir, s.Verdict, s.LogSHA256)
+	}
+	return nil, fmt.Errorf("%w: an earlier run's report kept in %s is now %s (verdict %s)",
+		ErrAlreadyReported, dir, s.Path, s.Verdict)
+}
+
 // finishUnmeasured ends a run whose createRuntime could not make its run
 // folder (MarkUnmeasured): an incomplete report with the mark's reason. The
 // run folder's path, which holds an earlier run's folder if anything, is
-// not touched: the stale cleanup deals with it. marked is false when there
-// is no mark.
+// not touched: the stale cleanup deals with it. The mark stays until the
+// next createRuntime of the id makes its run folder: another poststop of
+// the same run (runc runs one after an enforce refusal the hook already
+// reported) finds its report written and does nothing. marked is false
+// when there is no mark.
 func finishUnmeasured(p Paths, st *specs.State) (res *Finished, marked bool, err error) {
 	path := p.Unmeasured(st.ID)
 	data, rerr := os.ReadFile(path)
@@ -266,6 +297,10 @@ func finishUnmeasured(p Paths, st *specs.State) (res *Finished, marked bool, err
 	if rerr != nil {
 		reason = "its mark is unreadable: " + rerr.Error()
 	}
+	if done, err := report.Read(p.Report(st.ID)); err == nil && rerr == nil &&
+		done.Info.Started.Equal(mark.Started) {
+		return nil, true, ErrAlreadyReported
+	}
 
 	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
 	r.Info.ContainerID = st.ID
@@ -278,11 +313,11 @@ func finishUnmeasured(p Paths, st *specs.State) (res *Finished, marked bool, err
 	r.Decide()
 	res = &Finished{Report: r, Path: p.Report(st.ID)}
 	if err := r.Write(res.Path); err != nil {
-		// The mark stays for another poststop; the log has the reason.
+		// The log has the reason; a later poststop of the run may
+		// write it.
 		res.Path = ""
 		return res, true, fmt.Errorf("write report: %w", err)
 	}
-	os.Remove(path)
 	return res, true, nil
 }
 

@@ -481,8 +481,10 @@ func TestUnmovableKeptReport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rf.dir, KeptReportFile)); err != nil {
 		t.Fatalf("poststop of the unmeasured run touched the earlier run's folder: %v", err)
 	}
-	if _, err := os.Stat(rf.p.Unmeasured("c1")); !os.IsNotExist(err) {
-		t.Errorf("mark left after the report: %v", err)
+	// Another poststop of the same run (runc's, after an enforce refusal
+	// the hook reported) finds its report written.
+	if _, err := Finish(rf.p, st); !errors.Is(err, ErrAlreadyReported) {
+		t.Errorf("second poststop of the unmeasured run: %v, want ErrAlreadyReported", err)
 	}
 
 	// The cleanup: the kept report is older than the one now there.
@@ -505,5 +507,38 @@ func TestUnmovableKeptReport(t *testing.T) {
 	}
 	if _, err := os.Stat(rf.p.Unmeasured("c1")); !os.IsNotExist(err) {
 		t.Errorf("a stale mark survived a good start: %v", err)
+	}
+}
+
+// A poststop that finds a finished run's folder keeping its report (and no
+// mark: this run never asked for imans, say) moves that report into place,
+// or drops it when the reports folder holds a newer one; it never reports
+// that run's evidence again.
+func TestFinishFindsKeptReport(t *testing.T) {
+	for _, newer := range []bool{false, true} {
+		rf := keptReport(t)
+		os.Remove(rf.p.Reports())
+		if newer {
+			later := &report.Report{Schema: report.Schema, Verdict: report.Incomplete,
+				Incomplete: []string{"not measured: later run"},
+				Info:       report.Info{ContainerID: "c1", Started: time.Now().Add(time.Hour)}}
+			if err := later.Write(rf.p.Report("c1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := Finish(rf.p, &specs.State{ID: "c1", Bundle: "/b"})
+		if res != nil || !errors.Is(err, ErrAlreadyReported) {
+			t.Fatalf("newer %v: %+v, %v; want ErrAlreadyReported", newer, res, err)
+		}
+		want := report.Pass
+		if newer {
+			want = report.Incomplete
+		}
+		if r, err := report.Read(rf.p.Report("c1")); err != nil || r.Verdict != want {
+			t.Errorf("newer %v: report %+v, %v; want %s", newer, r, err, want)
+		}
+		if _, err := os.Stat(rf.dir); !os.IsNotExist(err) {
+			t.Errorf("newer %v: run folder left: %v", newer, err)
+		}
 	}
 }

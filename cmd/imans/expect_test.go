@@ -486,8 +486,9 @@ func TestReportShowPrefersKeptReport(t *testing.T) {
 	if err := os.Mkdir(paths.Reports(), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	older := &report.Report{Schema: report.Schema, Verdict: report.Pass, Findings: []report.Finding{},
-		TPM: vouchedOne, Info: report.Info{ContainerID: "c1"}}
+		TPM: vouchedOne, Info: report.Info{ContainerID: "c1", Started: t0}}
 	if err := older.Write(paths.Report("c1")); err != nil {
 		t.Fatal(err)
 	}
@@ -500,13 +501,24 @@ func TestReportShowPrefersKeptReport(t *testing.T) {
 
 	newer := &report.Report{Schema: report.Schema, Verdict: report.Incomplete,
 		Incomplete: []string{"collector 12 was not running at stop"},
-		Info:       report.Info{ContainerID: "c1"}}
+		Info:       report.Info{ContainerID: "c1", Started: t0.Add(time.Minute)}}
 	if err := newer.Write(filepath.Join(paths.Run("c1"), hook.KeptReportFile)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := reportLoad("c1")
 	if err != nil || got.Verdict != report.Incomplete || len(got.Incomplete) != 1 {
 		t.Errorf("kept report beside an older pass: %+v, %v; want the kept incomplete", got, err)
+	}
+
+	// A kept report older than the reports folder's (a later run was
+	// reported there) is not shown.
+	older.Info.Started = t0.Add(time.Hour)
+	older.Verdict, older.Incomplete = report.Incomplete, []string{"not measured: later"}
+	if err := older.Write(paths.Report("c1")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := reportLoad("c1"); err != nil || got.Info.Started != older.Info.Started {
+		t.Errorf("kept report older than the reports folder's: %+v, %v; want the later", got, err)
 	}
 }
 

@@ -135,11 +135,15 @@ func hookCreateRuntime(stdin io.Reader) error {
 		defer closeLog()
 		logSalvaged(log, salvaged)
 		log.Error("no run folder, not measured", "err", err)
-		if merr := hook.MarkUnmeasured(p, st.ID, err); merr != nil {
-			log.Error("cannot tell poststop that this run is not measured; its report "+
-				"may be an earlier run's", "err", merr)
+		merr := hook.MarkUnmeasured(p, st.ID, err)
+		if merr != nil {
+			log.Error("cannot tell poststop that this run is not measured", "err", merr)
 		}
 		if enforce {
+			if merr == nil {
+				// podman and crun run no poststop after a refusal.
+				hookReportRefusal(p, st, log)
+			}
 			return hookFail("create-runtime refused: %s: %v", st.ID, err)
 		}
 		return nil
@@ -405,7 +409,7 @@ func hookPoststop(stdin io.Reader) error {
 	hookTrace("poststop finished")
 	switch {
 	case errors.Is(err, hook.ErrAlreadyReported):
-		log.Info("poststop again: already reported, nothing to do")
+		log.Info("poststop: already reported, nothing to do", "detail", err.Error())
 		return nil
 	case res == nil:
 		log.Error("no report written", "err", err)

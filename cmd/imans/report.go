@@ -99,32 +99,39 @@ func reportLoad(arg string) (*report.Report, error) {
 	return r, err
 }
 
-// reportOfID reads the newest report of container id.
+// reportOfID reads the newest report of container id: the reports
+// folder's, or one kept in the id's run folder (poststop could not write
+// the reports folder) when that one started later.
 func reportOfID(arg string) (*report.Report, error) {
 	// Any id a runtime accepts has a report: the paths name ids that are
 	// not safe file names by their hash (hook.FileName).
 	paths := hook.DefaultPaths()
 	runDir := paths.Run(arg)
-
-	// A report kept in the run folder (poststop could not write the
-	// reports folder) is the newest of its id: the next run of the id
-	// moves it to the reports folder before it makes its own run folder.
-	kept := filepath.Join(runDir, hook.KeptReportFile)
-	if r, err := report.Read(kept); err == nil {
-		fmt.Fprintf(os.Stderr, "imans: showing %s, kept there because poststop could not "+
-			"write the reports folder (%s)\n", kept, paths.Reports())
-		return r, nil
-	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
-		return nil, err
+	keptPath := filepath.Join(runDir, hook.KeptReportFile)
+	kept, kerr := report.Read(keptPath)
+	if kerr != nil && !errors.Is(kerr, fs.ErrNotExist) && !errors.Is(kerr, syscall.ENOTDIR) {
+		return nil, kerr
 	}
-
 	r, err := report.Read(paths.Report(arg))
-	if err != nil {
+	if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 		return nil, err
 	}
-	if fi, err := os.Stat(runDir); err == nil && fi.IsDir() {
-		fmt.Fprintf(os.Stderr, "imans: %s has a run folder (%s): a run is in progress or "+
-			"has not reached its poststop; this report is of an earlier run\n", arg, runDir)
+
+	switch {
+	case kept != nil && (r == nil || kept.Info.Started.After(r.Info.Started)):
+		fmt.Fprintf(os.Stderr, "imans: showing %s, kept there because poststop could not "+
+			"write the reports folder (%s)\n", keptPath, paths.Reports())
+		return kept, nil
+	case r == nil:
+		return nil, err
+	case kept != nil:
+		fmt.Fprintf(os.Stderr, "imans: %s keeps an older report of %s, which the next "+
+			"start moves or drops\n", keptPath, arg)
+	default:
+		if fi, serr := os.Stat(runDir); serr == nil && fi.IsDir() {
+			fmt.Fprintf(os.Stderr, "imans: %s has a run folder (%s): if a run is in "+
+				"progress, this report is of an earlier one\n", arg, runDir)
+		}
 	}
 	return r, nil
 }
