@@ -112,19 +112,22 @@ func PrepareRunDir(p Paths, id string) (string, *Salvaged, error) {
 // unmeasuredMark is what MarkUnmeasured leaves for poststop.
 type unmeasuredMark struct {
 	Reason  string    `json:"reason"`
+	Mode    string    `json:"mode"`
 	Started time.Time `json:"started"`
 }
 
 // MarkUnmeasured records, for poststop, that this run of the container
-// has no run folder of its own (PrepareRunDir failed with why): poststop
-// then reports it incomplete with that reason and leaves whatever is at
-// the run folder's path, an earlier run's, alone.
-func MarkUnmeasured(p Paths, id string, why error) error {
+// (in mode "audit" or "enforce") has no run folder of its own
+// (PrepareRunDir failed with why): poststop then reports it incomplete with
+// that reason and leaves whatever is at the run folder's path, an earlier
+// run's, alone.
+func MarkUnmeasured(p Paths, id, mode string, why error) error {
 	path := p.Unmeasured(id)
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("mark unmeasured: %w", err)
 	}
-	data, err := json.Marshal(unmeasuredMark{Reason: oneLine(why), Started: time.Now().UTC()})
+	data, err := json.Marshal(unmeasuredMark{Reason: oneLine(why), Mode: mode,
+		Started: time.Now().UTC()})
 	if err != nil {
 		return fmt.Errorf("mark unmeasured: %w", err)
 	}

@@ -306,6 +306,7 @@ func finishUnmeasured(p Paths, st *specs.State) (res *Finished, marked bool, err
 	r.Info.ContainerID = st.ID
 	r.Info.Bundle = st.Bundle
 	r.Info.Kernel = KernelRelease()
+	r.Info.Mode = mark.Mode
 	r.Info.Started = mark.Started
 	r.Info.Stopped = time.Now().UTC()
 	r.Incomplete = []string{"not measured: createRuntime could not make the run folder: " +

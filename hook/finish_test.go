@@ -458,7 +458,7 @@ func TestUnmovableKeptReport(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rf.dir, KeptReportFile)); err != nil {
 		t.Fatalf("the kept report went: %v", err)
 	}
-	if err := MarkUnmeasured(rf.p, "c1", err); err != nil {
+	if err := MarkUnmeasured(rf.p, "c1", "audit", err); err != nil {
 		t.Fatal(err)
 	}
 
@@ -473,7 +473,7 @@ func TestUnmovableKeptReport(t *testing.T) {
 		t.Fatalf("finish: %+v, %v", res, err)
 	}
 	r, err := report.Read(res.Path)
-	if err != nil || r.Verdict != report.Incomplete || len(r.Incomplete) != 1 ||
+	if err != nil || r.Verdict != report.Incomplete || len(r.Incomplete) != 1 || r.Info.Mode != "audit" ||
 		!strings.HasPrefix(r.Incomplete[0], "not measured: createRuntime could not make "+
 			"the run folder: run folder: previous run of c1 keeps a report") {
 		t.Fatalf("report of the unmeasured run: %+v, %v", r, err)
@@ -501,7 +501,7 @@ func TestUnmovableKeptReport(t *testing.T) {
 	}
 
 	// A mark that no poststop took is not the next run's.
-	MarkUnmeasured(rf.p, "c1", errors.New("old"))
+	MarkUnmeasured(rf.p, "c1", "audit", errors.New("old"))
 	if _, _, err := PrepareRunDir(rf.p, "c1"); err != nil {
 		t.Fatal(err)
 	}

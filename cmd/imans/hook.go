@@ -135,7 +135,7 @@ func hookCreateRuntime(stdin io.Reader) error {
 		defer closeLog()
 		logSalvaged(log, salvaged)
 		log.Error("no run folder, not measured", "err", err)
-		merr := hook.MarkUnmeasured(p, st.ID, err)
+		merr := hook.MarkUnmeasured(p, st.ID, modeName(enforce), err)
 		if merr != nil {
 			log.Error("cannot tell poststop that this run is not measured", "err", merr)
 		}
@@ -268,17 +268,14 @@ func hookUnusableID(p hook.Paths, st *specs.State, cfg *hook.BundleSpec, enforce
 	logSalvaged(log, salvaged)
 	if err != nil {
 		log.Error("no run folder", "err", err)
-		if merr := hook.MarkUnmeasured(p, st.ID, err); merr != nil {
+		if merr := hook.MarkUnmeasured(p, st.ID, modeName(enforce), err); merr != nil {
 			log.Error("cannot tell poststop that this run is not measured", "err", merr)
 		}
 	}
 	if cfg == nil && st.Bundle != "" {
 		cfg, _ = hook.BundleConfig(st.Bundle)
 	}
-	c := hook.CreateConfig{Mode: string(policy.ModeAudit)}
-	if enforce {
-		c.Mode = string(policy.ModeEnforce)
-	}
+	c := hook.CreateConfig{Mode: modeName(enforce)}
 	rec := hook.NewRecord(p, st, hook.RootfsPath(st.Bundle, cfg), c)
 	if enforce {
 		log.Error("refused container", "err", idErr)
@@ -324,10 +321,8 @@ func hookConfig(p hook.Paths, ann map[string]string) (hook.CreateConfig, error) 
 	if err != nil {
 		// The mode as the hook takes it: audit when missing, enforce
 		// for anything but audit (hook.Enforced).
-		c.Mode = string(policy.ModeAudit)
-		if enforce, _ := hook.Enforced(ann); enforce {
-			c.Mode = string(policy.ModeEnforce)
-		}
+		enforce, _ := hook.Enforced(ann)
+		c.Mode = modeName(enforce)
 		return c, err
 	}
 	c.Mode = string(spec.Mode)
@@ -473,4 +468,12 @@ func logSalvaged(log *slog.Logger, s *hook.Salvaged) {
 	}
 	log.Warn("could not move an earlier run's kept report to the reports folder",
 		"folder", s.Folder, "report_of", s.ID, "verdict", s.Verdict, "err", s.Err)
+}
+
+// modeName is the name of the mode the hook runs a container in.
+func modeName(enforce bool) string {
+	if enforce {
+		return string(policy.ModeEnforce)
+	}
+	return string(policy.ModeAudit)
 }
