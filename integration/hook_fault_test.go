@@ -417,3 +417,22 @@ func TestHookOversizedExpectations(t *testing.T) {
 			r.Incomplete, policy.AnnotationExpectDigests)
 	}
 }
+
+// A container whose program cannot be executed leaves a list that is not
+// empty (runc reads /etc/passwd in the container before its exec), yet
+// measures no run: its report is incomplete, and never passes, even with
+// that list learnt as expected.
+func TestHookProgramNeverRuns(t *testing.T) {
+	e := newHookEnv(t, "runc")
+	b := e.newBundle("never", demoScript, 0)
+	b.spec.Process.Args = []string{"/nonexistent"}
+	b.save(t)
+	if res := e.run("runc", b, "never"); res.err == nil {
+		t.Fatalf("runc ran /nonexistent:\n%s", res.out)
+	}
+	r := e.reportOf("never")
+	if r.Verdict != report.Incomplete || !anyContains(r.Incomplete, "executed no program") {
+		t.Errorf("verdict %s, incomplete %q, entries %d; want incomplete: executed no program",
+			r.Verdict, r.Incomplete, r.TPM.Entries)
+	}
+}

@@ -105,6 +105,11 @@ type fanotifyCollector struct {
 	// lastExec is the last execution's open, whose FAN_OPEN_PERM twin
 	// follows it.
 	lastExec execOpen
+	// executed is set at the first execution of a file by the container:
+	// a container that executed nothing never started its program (runc
+	// reads /etc/passwd in the container before its exec, so the list of
+	// a failed start is not empty), and its record is not the run's.
+	executed bool
 
 	mu         sync.Mutex
 	incomplete []string
@@ -218,6 +223,10 @@ func (c *fanotifyCollector) Run(ctx context.Context, ready func()) (Status, erro
 	ready()
 
 	loopErr := c.loop(ctx)
+	if !c.executed && loopErr == nil {
+		c.addIncomplete("fanotify: the container executed no program: its process " +
+			"never started")
+	}
 
 	// Every event queued has been answered: nothing waits on the group
 	// any more, and releasing it waits in the kernel for its marks to be

@@ -61,6 +61,7 @@ func (c *fanotifyCollector) measureEvent(fd int, mask uint64, tid int) {
 	// is no read of the file and asks the policy nothing.
 	if mask&unix.FAN_OPEN_EXEC_PERM != 0 {
 		c.lastExec = execOpen{tid: tid, key: key}
+		c.executed = true
 	} else if c.lastExec.tid == tid && c.lastExec.key == key {
 		c.lastExec = execOpen{}
 		return
