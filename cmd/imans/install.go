@@ -286,6 +286,9 @@ func (in *installer) write(path string, content []byte) error {
 		in.say("unchanged %s", target)
 		return nil
 	}
+	if err := in.mkdir(filepath.Dir(path)); err != nil {
+		return err
+	}
 	if in.dry {
 		in.say("would write %s:\n%s", target, indent(content))
 		return nil

@@ -206,3 +206,20 @@ func TestInstallRelativeHooksDir(t *testing.T) {
 		t.Errorf("hooks.d file not staged under the absolute folder: %v", err)
 	}
 }
+
+// A containerd config named in a folder the staged system does not have
+// yet is written all the same, its folder made.
+func TestInstallContainerdConfigElsewhere(t *testing.T) {
+	dest := t.TempDir()
+	const config = "/srv/ctr/config.toml"
+	out, err := runInstall(t, "containerd", "--destdir", dest, "--prefix", "/opt/imans",
+		"--containerd-config", config)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got, err := os.ReadFile(filepath.Join(dest, config))
+	if want := "version = 2\nimports = [\"/etc/containerd/conf.d/*.toml\"]\n"; err != nil ||
+		string(got) != want {
+		t.Errorf("config.toml: %q, %v; want %q", got, err, want)
+	}
+}
