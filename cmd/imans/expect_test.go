@@ -486,6 +486,15 @@ func TestReportShowPrefersKeptReport(t *testing.T) {
 	if err := os.Mkdir(paths.Reports(), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	// A run in progress, no report yet: the error says so.
+	if err := os.Mkdir(paths.Run("c0"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reportLoad("c0"); err == nil || !errors.Is(err, fs.ErrNotExist) ||
+		!strings.Contains(err.Error(), "has not reached its poststop") {
+		t.Errorf("run in progress without a report: %v", err)
+	}
+
 	t0 := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
 	older := &report.Report{Schema: report.Schema, Verdict: report.Pass, Findings: []report.Finding{},
 		TPM: vouchedOne, Info: report.Info{ContainerID: "c1", Started: t0}}

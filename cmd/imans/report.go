@@ -123,14 +123,22 @@ func reportOfID(arg string) (*report.Report, error) {
 			"write the reports folder (%s)\n", keptPath, paths.Reports())
 		return kept, nil
 	case r == nil:
+		if fi, serr := os.Stat(runDir); serr == nil && fi.IsDir() {
+			return nil, fmt.Errorf("%w (%s has a run folder, %s: its run has not "+
+				"reached its poststop)", err, arg, runDir)
+		}
 		return nil, err
 	case kept != nil:
 		fmt.Fprintf(os.Stderr, "imans: %s keeps an older report of %s, which the next "+
 			"start moves or drops\n", keptPath, arg)
 	default:
-		if fi, serr := os.Stat(runDir); serr == nil && fi.IsDir() {
-			fmt.Fprintf(os.Stderr, "imans: %s has a run folder (%s): if a run is in "+
-				"progress, this report is of an earlier one\n", arg, runDir)
+		// A run folder whose record is this report's run is one that
+		// is being removed, or that its poststop never removed.
+		var rec hook.Record
+		if rerr := hook.ReadJSON(runDir, hook.RecordFile, &rec); rerr == nil &&
+			!rec.Started.Equal(r.Info.Started) {
+			fmt.Fprintf(os.Stderr, "imans: %s has a run folder (%s) of a later run: if "+
+				"it is in progress, this report is of an earlier one\n", arg, runDir)
 		}
 	}
 	return r, nil
