@@ -50,6 +50,10 @@ func expectCommand() *cli.Command {
 }
 
 func expectFromReport(c *cli.Context) error {
+	if c.Bool("json") && c.Bool("podman") {
+		return cli.Exit("imans expect: --json and --podman are two forms of the "+
+			"same output: give one", 2)
+	}
 	from := c.String("from-report")
 	r, err := reportLoad(from)
 	if err != nil {

@@ -189,6 +189,10 @@ func TestReportCommandErrors(t *testing.T) {
 	if _, err := reportLoad(""); err == nil || !strings.Contains(err.Error(), "empty") {
 		t.Errorf("report of an empty id: %v, want an error saying it is empty", err)
 	}
+	if got := run([]string{"imans", "expect", "--from-report", bad, "--json",
+		"--podman"}); got != 2 {
+		t.Errorf("expect --json --podman: exit status %d, want 2", got)
+	}
 }
 
 // The list beside a report is a copy the TPM does not vouch for by itself:
