@@ -857,3 +857,18 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// report show warns when the list beside a report is not the one it was
+// made from.
+func TestReportShowListReplaced(t *testing.T) {
+	r, _ := learnt(t, map[string]string{policy.AnnotationEnable: "true"}, policy.BuiltinText())
+	if w := listMismatch(r); w != "" {
+		t.Errorf("the report's own list: %q, want no warning", w)
+	}
+	if err := os.WriteFile(r.Info.BinaryLog, []byte("another run's list"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if w := listMismatch(r); !strings.Contains(w, "is not this report's") {
+		t.Errorf("a replaced list: %q, want a warning", w)
+	}
+}

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -46,6 +49,9 @@ func reportShow(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
+	if warning := listMismatch(r); warning != "" {
+		fmt.Fprintln(os.Stderr, "imans: warning: "+warning)
+	}
 	if c.Bool("json") {
 		enc := json.NewEncoder(os.Stdout)
 		enc.SetIndent("", "  ")
@@ -57,6 +63,33 @@ func reportShow(c *cli.Context) error {
 		return err
 	}
 	return verdictExit(r.Verdict)
+}
+
+// listMismatch says when the binary list a report names is not the list
+// the report was made from (its sha256 is not log_sha256): a copy replaced
+// since, which the report's evidence does not cover. Empty when it is, or
+// when there is no list to check.
+func listMismatch(r *report.Report) string {
+	if r.Info.BinaryLog == "" || r.TPM.LogSHA256 == "" {
+		return ""
+	}
+	f, err := os.OpenFile(r.Info.BinaryLog, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return fmt.Sprintf("the report's list %s: %v", r.Info.BinaryLog, err)
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Sprintf("the report's list %s is not a regular file", r.Info.BinaryLog)
+	}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, f); err != nil {
+		return fmt.Sprintf("the report's list %s: %v", r.Info.BinaryLog, err)
+	}
+	if got := hex.EncodeToString(sum.Sum(nil)); got != r.TPM.LogSHA256 {
+		return fmt.Sprintf("the list at %s is not this report's (sha256 %s, the report "+
+			"has %s): it was replaced since", r.Info.BinaryLog, got, r.TPM.LogSHA256)
+	}
+	return ""
 }
 
 // Exit statuses of `imans report show --check`, after 1 (an error) and 2
