@@ -473,7 +473,8 @@ func TestUnmovableKeptReport(t *testing.T) {
 		t.Fatalf("finish: %+v, %v", res, err)
 	}
 	r, err := report.Read(res.Path)
-	if err != nil || r.Verdict != report.Incomplete || len(r.Incomplete) != 1 || r.Info.Mode != "audit" ||
+	if err != nil || r.Verdict != report.Incomplete || len(r.Incomplete) != 1 ||
+		r.Info.Mode != "audit" ||
 		!strings.HasPrefix(r.Incomplete[0], "not measured: createRuntime could not make "+
 			"the run folder: run folder: previous run of c1 keeps a report") {
 		t.Fatalf("report of the unmeasured run: %+v, %v", r, err)

@@ -301,7 +301,10 @@ func TestStaleRunFolderInitRuns(t *testing.T) {
 	for _, c := range []struct {
 		id    string
 		start func(uint64) uint64
-	}{{"running", func(s uint64) uint64 { return s }}, {"reused", func(s uint64) uint64 { return s - 1 }}} {
+	}{
+		{"running", func(s uint64) uint64 { return s }},
+		{"reused", func(s uint64) uint64 { return s - 1 }},
+	} {
 		dir := p.Run(c.id)
 		if err := os.Mkdir(dir, 0o700); err != nil {
 			t.Fatal(err)
