@@ -234,8 +234,9 @@ func TestHookEnforceRefuses(t *testing.T) {
 	r := e.reportOf("refused")
 	if r.Verdict != report.Incomplete ||
 		!anyContains(r.Incomplete, "refused by createRuntime (enforce): backend kernel") ||
-		anyContains(r.Incomplete, "did not run") {
-		t.Errorf("report of the refused container: %s %q", r.Verdict, r.Incomplete)
+		anyContains(r.Incomplete, "did not run") || r.Info.Backend != "kernel" {
+		t.Errorf("report of the refused container: %s %q, backend %q (want kernel, "+
+			"the one asked for)", r.Verdict, r.Incomplete, r.Info.Backend)
 	}
 
 	// A bad annotation in enforce mode: refused, naming the key.

@@ -349,14 +349,15 @@ func hookConfig(p hook.Paths, ann map[string]string) (hook.CreateConfig, error) 
 }
 
 // hookBackend resolves auto to kernel where the kernel has IMA namespaces,
-// else fanotify. An explicit kernel on a kernel without them is an error.
+// else fanotify. An explicit kernel on a kernel without them is an error,
+// returned with the backend asked for, which the report names.
 func hookBackend(p hook.Paths, name string) (measure.Backend, error) {
 	switch measure.Backend(name) {
 	case measure.Fanotify:
 		return measure.Fanotify, nil
 	case measure.Kernel:
 		if ok, why := probeKernel(p); !ok {
-			return "", fmt.Errorf("backend kernel: %s", why)
+			return measure.Kernel, fmt.Errorf("backend kernel: %s", why)
 		}
 		return measure.Kernel, nil
 	case measure.Auto, "":
