@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -476,36 +475,23 @@ func measured(i int, e *ima.Entry) report.Measured {
 	return m
 }
 
-// checkReplay compares the replayed PCR 10 with the TPM's, bank by bank.
+// checkReplay compares the replayed PCR 10 with the TPM's, bank by bank
+// (report.Evidence.CompareBanks).
 func checkReplay(r *report.Report) {
 	if len(r.TPM.PCR10) == 0 || len(r.TPM.ReplayPCR10) == 0 {
 		return
 	}
-	banks := make([]string, 0, len(r.TPM.ReplayPCR10))
-	for b := range r.TPM.ReplayPCR10 {
-		banks = append(banks, b)
+	shared, differ := r.TPM.CompareBanks()
+	for _, b := range differ {
+		r.Incomplete = append(r.Incomplete, fmt.Sprintf(
+			"replay of the list gives pcr10 %s %s but the tpm has %s",
+			b, r.TPM.ReplayPCR10[b], r.TPM.PCR10[b]))
 	}
-	sort.Strings(banks)
-	match, common := true, 0
-	for _, b := range banks {
-		got, ok := r.TPM.PCR10[b]
-		if !ok {
-			continue
-		}
-		common++
-		if got != r.TPM.ReplayPCR10[b] {
-			match = false
-			r.Incomplete = append(r.Incomplete, fmt.Sprintf(
-				"replay of the list gives pcr10 %s %s but the tpm has %s",
-				b, r.TPM.ReplayPCR10[b], got))
-		}
-	}
-	if common == 0 {
-		match = false
+	if len(shared) == 0 {
 		r.Incomplete = append(r.Incomplete, "the tpm's pcr10 and the replay of the list "+
 			"share no bank")
 	}
-	r.TPM.ListMatches = match
+	r.TPM.ListMatches = len(shared) > 0 && len(differ) == 0
 }
 
 // writeUnsynced writes data to path through a temporary file and a rename,

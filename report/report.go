@@ -5,6 +5,7 @@
 package report
 
 import (
+	"sort"
 	"strings"
 	"time"
 )
@@ -75,21 +76,27 @@ type Evidence struct {
 // one. (ListMatches alone is a flag in a file; the values it stands for
 // are beside it.)
 func (e Evidence) Vouched() bool {
-	if !e.ListMatches {
-		return false
-	}
-	common := 0
+	shared, differ := e.CompareBanks()
+	return e.ListMatches && len(shared) > 0 && len(differ) == 0
+}
+
+// CompareBanks returns the banks both PCR10 and ReplayPCR10 have, sorted,
+// and those of them whose values differ (hex, case aside): the rule that
+// makes ListMatches, and that Vouched checks again.
+func (e Evidence) CompareBanks() (shared, differ []string) {
 	for bank, pcr := range e.PCR10 {
 		replay, ok := e.ReplayPCR10[bank]
 		if !ok {
 			continue
 		}
+		shared = append(shared, bank)
 		if !strings.EqualFold(pcr, replay) {
-			return false
+			differ = append(differ, bank)
 		}
-		common++
 	}
-	return common > 0
+	sort.Strings(shared)
+	sort.Strings(differ)
+	return shared, differ
 }
 
 // Info is the informational part of a report.
