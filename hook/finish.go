@@ -301,16 +301,10 @@ func finishUnmeasured(p Paths, st *specs.State) (res *Finished, marked bool, err
 		return nil, true, ErrAlreadyReported
 	}
 
-	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
-	r.Info.ContainerID = st.ID
-	r.Info.Bundle = st.Bundle
-	r.Info.Kernel = KernelRelease()
+	r := unmeasuredReport(st, "not measured: createRuntime could not make the run folder: "+
+		reason)
 	r.Info.Mode = mark.Mode
 	r.Info.Started = mark.Started
-	r.Info.Stopped = time.Now().UTC()
-	r.Incomplete = []string{"not measured: createRuntime could not make the run folder: " +
-		reason}
-	r.Decide()
 	res = &Finished{Report: r, Path: p.Report(st.ID)}
 	if err := r.Write(res.Path); err != nil {
 		// The log has the reason; a later poststop of the run may
@@ -330,19 +324,25 @@ func finishWithoutRecord(p Paths, st *specs.State) (*Finished, error) {
 		return nil, ErrAlreadyReported
 	}
 
-	now := time.Now().UTC()
-	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
-	r.Info.ContainerID = st.ID
-	r.Info.Bundle = st.Bundle
-	r.Info.Kernel = KernelRelease()
-	r.Info.Stopped = now
-	r.Incomplete = []string{"no measurement record: createRuntime did not run for " +
-		"this container, or its run folder was removed"}
-	r.Decide()
+	r := unmeasuredReport(st, "no measurement record: createRuntime did not run for "+
+		"this container, or its run folder was removed")
 	if err := r.Write(path); err != nil {
 		return nil, fmt.Errorf("write report: %w", err)
 	}
 	return &Finished{Report: r, Path: path}, nil
+}
+
+// unmeasuredReport is the report of a run with no evidence at all, for
+// the reason given: incomplete, stopped now.
+func unmeasuredReport(st *specs.State, reason string) *report.Report {
+	r := &report.Report{Schema: report.Schema, Findings: []report.Finding{}}
+	r.Info.ContainerID = st.ID
+	r.Info.Bundle = st.Bundle
+	r.Info.Kernel = KernelRelease()
+	r.Info.Stopped = time.Now().UTC()
+	r.Incomplete = []string{reason}
+	r.Decide()
+	return r
 }
 
 func fillInfo(r *report.Report, rec Record) {
