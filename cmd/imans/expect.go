@@ -13,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/urfave/cli/v2"
 
@@ -275,16 +274,11 @@ func expectAnnotationsPolicy(r *report.Report, listPath, policyAnn string,
 	if listPath == "" {
 		return nil, errors.New("expect: the report keeps no copy of its list")
 	}
-	// O_NONBLOCK: the path comes from the report, and opening a FIFO for
-	// reading would wait for a writer.
-	f, err := os.OpenFile(listPath, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openList(listPath)
 	if err != nil {
 		return nil, fmt.Errorf("expect: %w", err)
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("expect: list %s: not a regular file", listPath)
-	}
 
 	// The copy of the list is the host's: learn from it only when it is the
 	// list whose sha256 the report took along with the TPM's values.

@@ -73,14 +73,11 @@ func listMismatch(r *report.Report) string {
 	if r.Info.BinaryLog == "" || r.TPM.LogSHA256 == "" {
 		return ""
 	}
-	f, err := os.OpenFile(r.Info.BinaryLog, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	f, err := openList(r.Info.BinaryLog)
 	if err != nil {
-		return fmt.Sprintf("the report's list %s: %v", r.Info.BinaryLog, err)
+		return "the report's " + err.Error()
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return fmt.Sprintf("the report's list %s is not a regular file", r.Info.BinaryLog)
-	}
 	sum := sha256.New()
 	if _, err := io.Copy(sum, f); err != nil {
 		return fmt.Sprintf("the report's list %s: %v", r.Info.BinaryLog, err)
@@ -90,6 +87,21 @@ func listMismatch(r *report.Report) string {
 			"has %s): it was replaced since", r.Info.BinaryLog, got, r.TPM.LogSHA256)
 	}
 	return ""
+}
+
+// openList opens the list a report names, which must be a regular file.
+// O_NONBLOCK: the path comes from the report, and opening a FIFO for
+// reading would wait for a writer.
+func openList(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("list %s: not a regular file", path)
+	}
+	return f, nil
 }
 
 // Exit statuses of `imans report show --check`, after 1 (an error) and 2
